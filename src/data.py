@@ -1,0 +1,189 @@
+"""Datasets as tensors: the tutorial's toy set and two-class subsets of MNIST and Fashion-MNIST.
+
+Everything is loaded, scaled and flattened once; the trainer then slices tensors, with no per-sample work.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from src.config import ImageFamily
+from src.errors import DataError
+from src.idx import read_idx
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs (N, features) as float32 and labels (N,) as class indices; labels may be unknown."""
+
+    inputs: Tensor
+    labels: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def to(self, device: torch.device) -> "Split":
+        labels = None if self.labels is None else self.labels.to(device)
+        return Split(self.inputs.to(device), labels)
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    """The splits a run uses; `val` and `test` may be absent. Label 1 is the positive class."""
+
+    train: Split
+    val: Split | None
+    test: Split | None
+    class_names: tuple[str, str]
+
+    @property
+    def num_features(self) -> int:
+        return self.train.inputs.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to(self, device: torch.device) -> "ClassificationData":
+        """The same data on `device`; moved once so that training never copies."""
+        return replace(
+            self,
+            train=self.train.to(device),
+            val=None if self.val is None else self.val.to(device),
+            test=None if self.test is None else self.test.to(device),
+        )
+
+
+def load_toy(
+    inputs: list[float], labels: list[int], predict_inputs: list[float], seed: int = 0
+) -> ClassificationData:
+    """The tutorial's data: train on (x, y) pairs, then predict unlabeled inputs such as x=4."""
+    return ClassificationData(
+        train=Split(torch.tensor(inputs).view(-1, 1), torch.tensor(labels, dtype=torch.long)),
+        val=None,
+        test=Split(torch.tensor(predict_inputs).view(-1, 1)),
+        class_names=("0", "1"),
+    )
+
+
+# The four files of each family, as the official sites name them; torchvision keeps them in
+# ROOT/<folder>/raw, Debian and hand downloads in one flat folder.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+TORCHVISION_FOLDERS = {ImageFamily.mnist: "MNIST", ImageFamily.fashion_mnist: "FashionMNIST"}
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def default_root(family: ImageFamily) -> Path:
+    """Where a family lives when dataset.root is null: Debian's Fashion-MNIST if installed, else data/."""
+    if family == ImageFamily.fashion_mnist and DEBIAN_FASHION_MNIST.is_dir():
+        return DEBIAN_FASHION_MNIST
+    return Path("data")
+
+
+def find_idx_file(root: Path, family: ImageFamily, name: str) -> Path | None:
+    """The file `name` (or `name.gz`) in torchvision's layout under root, or flat in root."""
+    for folder in (root / TORCHVISION_FOLDERS[family] / "raw", root):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _locate_files(root: Path, family: ImageFamily, download: bool) -> dict[str, Path]:
+    names = [name for pair in IDX_FILES.values() for name in pair]
+    found = {name: find_idx_file(root, family, name) for name in names}
+    if None in found.values() and download:
+        _download(root, family)
+        found = {name: find_idx_file(root, family, name) for name in names}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        folder = root / TORCHVISION_FOLDERS[family] / "raw"
+        raise DataError(
+            f"{family.value} data not found: {', '.join(missing)} (optionally .gz) missing in "
+            f"{root.resolve()} and {folder.resolve()}; set dataset.root=DIR to a folder holding "
+            "them, or dataset.download=true"
+        )
+    return found
+
+
+def _download(root: Path, family: ImageFamily) -> None:
+    from torchvision import datasets  # only needed here; keeps start-up fast
+
+    dataset_class = {ImageFamily.mnist: datasets.MNIST, ImageFamily.fashion_mnist: datasets.FashionMNIST}
+    try:
+        for train in (True, False):
+            dataset_class[family](str(root), train=train, download=True)
+    except Exception as error:  # torchvision raises many kinds (URLError, RuntimeError, ...)
+        folder = (root / TORCHVISION_FOLDERS[family] / "raw").resolve()
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(
+            f"could not download {family.value} into {folder} ({reason}); copy the four idx files "
+            "there by hand, or set dataset.root=DIR to a folder that has them"
+        ) from None
+
+
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(
+            f"{images_path} must hold images (N, H, W) and {labels_path} labels (N,), "
+            f"got shapes {images.shape} and {labels.shape}"
+        )
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
+            "the files come from different sets"
+        )
+    return images, labels
+
+
+def _two_class_split(
+    images: np.ndarray, labels: np.ndarray, classes: list[int], mean: float, std: float
+) -> Split:
+    keep = np.isin(labels, classes)
+    # Select before converting, so only the two classes are ever held as float32.
+    pixels = torch.from_numpy(images[keep].reshape(int(keep.sum()), -1).astype(np.float32))
+    inputs = (pixels / 255.0 - mean) / std
+    targets = torch.from_numpy(labels[keep] == classes[1]).long()
+    return Split(inputs, targets)
+
+
+def load_image_pair(
+    family: ImageFamily,
+    root: str | None,
+    classes: list[int],
+    val_fraction: float,
+    download: bool,
+    mean: float,
+    std: float,
+    seed: int = 0,
+) -> ClassificationData:
+    """Two classes of an MNIST-family dataset: train/val from the training files, test from t10k."""
+    family = ImageFamily(family)
+    root_path = Path(root) if root is not None else default_root(family)
+    files = _locate_files(root_path, family, download)
+    splits = {}
+    for split, (images_name, labels_name) in IDX_FILES.items():
+        images, labels = _read_pair(files[images_name], files[labels_name])
+        splits[split] = _two_class_split(images, labels, list(classes), mean, std)
+        if len(splits[split]) == 0:
+            raise DataError(f"{files[labels_name]} has no examples of classes {list(classes)}")
+
+    train = splits["train"]
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train), generator=generator)
+    num_val = round(len(train) * val_fraction)
+    val_idx, train_idx = order[:num_val], order[num_val:]
+    val = Split(train.inputs[val_idx], train.labels[val_idx]) if num_val > 0 else None
+    return ClassificationData(
+        train=Split(train.inputs[train_idx], train.labels[train_idx]),
+        val=val,
+        test=splits["test"],
+        class_names=(str(classes[0]), str(classes[1])),
+    )

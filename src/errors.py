@@ -1,0 +1,21 @@
+"""The errors a user can cause and fix. The entry point turns each into one line and an exit code."""
+
+
+class UserError(Exception):
+    """Something the user can fix; its message says what and how."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """An option that is out of range or does not fit with another."""
+
+
+class DataError(UserError):
+    """Data that is missing, truncated or malformed."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 1

@@ -1,0 +1,104 @@
+"""Entry point: `python -m src.train [overrides]`, or `-m` for a sweep. See conf/config.yaml.
+
+Reads as a table of contents: check the config, build data, loss, model and optimizer, train, test,
+write the results.
+"""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from src.config import register_configs, validate
+from src.data import ClassificationData
+from src.device import resolve_device
+from src.errors import UserError
+from src.outputs import RunRecorder
+from src.trainer import evaluate, fit, predict_probabilities
+
+register_configs()
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one experiment described by `cfg`, writing into `run_dir`; returns metrics.json's content."""
+    validate(cfg)
+    device = resolve_device(cfg.device.type)
+    data: ClassificationData = instantiate(cfg.dataset, seed=cfg.seed, _convert_="all").to(device)
+    loss_fn = instantiate(cfg.loss)
+    torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does
+    model = instantiate(
+        cfg.model,
+        in_features=data.num_features,
+        out_features=loss_fn.num_outputs(data.num_classes),
+    ).to(device)
+    optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
+
+    with RunRecorder(run_dir, OmegaConf.to_yaml(cfg, resolve=True)) as recorder:
+        fit(model, loss_fn, optimizer, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.seed,
+            log=recorder.scalar)  # fmt: skip
+        extra = {}
+        if data.test is not None and data.test.labels is not None:
+            for name, value in evaluate(model, loss_fn, data.test).items():
+                recorder.scalar(f"test/{name}", value, cfg.trainer.epochs)
+        elif data.test is not None:
+            extra["predictions"] = predictions(model, loss_fn, data.test.inputs)
+        return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
+
+
+def predictions(model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor) -> dict[str, float]:
+    """Positive-class probability per unlabeled input, keyed by the input (`{"4.0": 0.88}`)."""
+    probabilities = predict_probabilities(model, loss_fn, inputs).tolist()
+    keys = [str(row[0]) if len(row) == 1 else str(i) for i, row in enumerate(inputs.tolist())]
+    return dict(zip(keys, probabilities, strict=True))
+
+
+def parameters(model: nn.Module) -> dict[str, list]:
+    """The model's weights as lists, when there are few enough to print (the toy set's w and b)."""
+    if sum(p.numel() for p in model.parameters()) > 8:
+        return {}
+    short = {"weight": "w", "bias": "b"}  # the tutorial's names
+    return {short.get(name.rsplit(".", 1)[-1], name): p.detach().cpu().flatten().tolist()
+            for name, p in model.named_parameters()}  # fmt: skip
+
+
+def report(metrics: dict[str, Any], run_dir: Path) -> None:
+    """Print the run's outcome: the learned parameters, predictions and final metrics."""
+    for name, values in metrics["parameters"].items():
+        print(f"{name} = {', '.join(f'{v:.4f}' for v in values)}")
+    for x, probability in metrics.get("predictions", {}).items():
+        print(f"P(y=1 | x={x}) = {probability:.4f}")
+    for key in ("train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy"):
+        if key in metrics:
+            print(f"{key} = {metrics[key]:.4f}")
+    print(f"run directory: {run_dir}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = train(cfg, run_dir)
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
+        sys.exit(user_error.exit_code)
+    report(metrics, run_dir)
+
+
+def find_user_error(error: BaseException | None) -> UserError | None:
+    """The UserError behind `error`, if any (hydra's instantiate wraps what a target raises)."""
+    while error is not None and not isinstance(error, UserError):
+        error = error.__cause__
+    return error
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The training loop. It knows tensors, a model, a loss and an optimizer; nothing about datasets or files."""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from src.data import ClassificationData, Split
+from src.errors import TrainingDiverged
+
+LogScalar = Callable[[str, float, int], None]
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: ClassificationData,
+    epochs: int,
+    batch_size: int | None,
+    seed: int,
+    log: LogScalar,
+) -> int:
+    """Train for `epochs`, logging train/loss (and val/* where there is a validation split) each epoch.
+
+    Returns the number of epochs completed; raises TrainingDiverged when the loss stops being finite.
+    """
+    shuffle = torch.Generator().manual_seed(seed)  # its own generator: model init stays the tutorial's
+    for epoch in range(epochs):
+        model.train()
+        train_loss = train_one_epoch(model, loss_fn, optimizer, data.train, batch_size, shuffle)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"training diverged: train/loss became {train_loss} at epoch {epoch}; "
+                "lower optimizer.lr or use loss.reduction=mean"
+            )
+        log("train/loss", train_loss, epoch)
+        if data.val is not None:
+            for name, value in evaluate(model, loss_fn, data.val).items():
+                log(f"val/{name}", value, epoch)
+    return epochs
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    batch_size: int | None,
+    shuffle: torch.Generator,
+) -> float:
+    """One pass over `split`; returns its loss as the loss's reduction defines it over the whole split.
+
+    Full batch (batch_size null) is the tutorial's step: the loss is computed before the update.
+    """
+    size = len(split)
+    if batch_size is None or batch_size >= size:
+        batches = [(split.inputs, split.labels)]
+    else:
+        order = torch.randperm(size, generator=shuffle).to(split.inputs.device)
+        batches = [(split.inputs[index], split.labels[index]) for index in order.split(batch_size)]
+
+    summed = loss_fn.reduction == "sum"
+    total = torch.zeros((), device=split.inputs.device)
+    for inputs, labels in batches:
+        loss = _step(model, loss_fn, optimizer, inputs, labels)
+        total += loss if summed else loss * len(labels)
+    # One host sync per epoch, not per step.
+    return total.item() if summed else total.item() / size
+
+
+def _step(
+    model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, labels: Tensor
+) -> Tensor:
+    # Every optimizer accepts a closure; LBFGS needs one because it re-evaluates the loss.
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs), labels)
+        loss.backward()
+        return loss
+
+    return optimizer.step(closure).detach()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss_fn: nn.Module, split: Split) -> dict[str, float]:
+    """Loss and accuracy on a labelled split, in one batch."""
+    model.eval()
+    logits = model(split.inputs)
+    loss = loss_fn(logits, split.labels)
+    accuracy = (loss_fn.predict(logits) == split.labels).float().mean()
+    return {"loss": loss.item(), "accuracy": accuracy.item()}
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, loss_fn: nn.Module, inputs: Tensor) -> Tensor:
+    """Probability of the positive class for each input."""
+    model.eval()
+    return loss_fn.positive_probability(model(inputs))
