@@ -13,7 +13,5 @@ def resolve_device(kind: DeviceType | str) -> torch.device:
     if kind == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
-        raise ConfigError(
-            f"device={kind} is not available on this machine; use device=cpu or device=auto"
-        )
+        raise ConfigError(f"device={kind} is not available on this machine; use device=cpu or device=auto")
     return torch.device(kind)

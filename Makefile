@@ -1,0 +1,38 @@
+# `make train` and `make test` set up .venv on first use, then run. Extra arguments:
+#   make train ARGS="loss=ce optimizer.lr=0.1"      make test PYTEST_ARGS="-k data"
+PYTHON_BASE ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: train test test-all lint format tensorboard clean
+
+# Re-installs when pyproject.toml changes. The stamp is written last, so a broken install retries.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON_BASE) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+train: $(VENV)/.installed
+	$(PYTHON) -m src.train $(ARGS)
+
+test: $(VENV)/.installed
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed  ## including tests marked slow
+	$(PYTHON) -m pytest -m "" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
+
+tensorboard: $(VENV)/.installed
+	$(VENV)/bin/tensorboard --logdir experiments
+
+clean:  ## run outputs only; keeps .venv and experiments/README.md
+	rm -rf experiments/runs experiments/multirun .pytest_cache

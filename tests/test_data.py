@@ -1,0 +1,99 @@
+import shutil
+
+import pytest
+import torch
+
+from src import data
+from src.config import ImageFamily
+from src.data import load_image_pair, load_toy
+from src.errors import DataError
+from tests.conftest import write_fake_dataset
+
+PAIR = dict(family="mnist", classes=[3, 8], val_fraction=0.2, download=False, mean=0.5, std=0.25)
+
+
+def test_toy_set_is_the_tutorials():
+    toy = load_toy([1.0, 2.0, 3.0], [0, 0, 1], [4.0])
+    assert toy.train.inputs.tolist() == [[1.0], [2.0], [3.0]]
+    assert toy.train.labels.tolist() == [0, 0, 1]
+    assert toy.val is None
+    assert toy.test.inputs.tolist() == [[4.0]] and toy.test.labels is None
+    assert toy.num_features == 1 and toy.num_classes == 2
+
+
+def test_image_pair_keeps_two_classes_second_is_positive(fake_mnist_root):
+    pair = load_image_pair(root=str(fake_mnist_root), seed=0, **PAIR)
+    # 300 training images cycle through 10 labels: 30 threes and 30 eights; 20% go to validation.
+    assert (len(pair.train), len(pair.val), len(pair.test)) == (48, 12, 20)
+    assert pair.num_features == 28 * 28 and pair.class_names == ("3", "8")
+    band_of_eights = pair.test.inputs[:, 16 * 28 : 18 * 28].mean(dim=1) > 0
+    assert torch.equal(band_of_eights.long(), pair.test.labels)  # label 1 exactly where the 8-band is
+    assert pair.test.labels.sum().item() == 10
+
+
+def test_pixels_are_scaled_then_normalized(tmp_path):
+    root = write_fake_dataset(tmp_path)
+    pair = load_image_pair(root=str(root), seed=0, **PAIR)
+    # A pixel of 220 in the band becomes (220/255 - mean) / std.
+    expected = (220 / 255 - PAIR["mean"]) / PAIR["std"]
+    assert pair.test.inputs.max().item() == pytest.approx(expected, abs=1e-6)
+    assert pair.train.inputs.dtype == torch.float32
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_torchvision_layout_and_flat_layout_load_the_same(tmp_path, gz):
+    flat = write_fake_dataset(tmp_path / "flat", gz=gz)
+    nested = tmp_path / "tv"
+    shutil.copytree(flat, nested / "MNIST" / "raw")
+    a = load_image_pair(root=str(flat), seed=1, **PAIR)
+    b = load_image_pair(root=str(nested), seed=1, **PAIR)
+    assert torch.equal(a.train.inputs, b.train.inputs) and torch.equal(a.test.labels, b.test.labels)
+
+
+def test_validation_split_follows_the_seed(fake_mnist_root):
+    first = load_image_pair(root=str(fake_mnist_root), seed=0, **PAIR)
+    again = load_image_pair(root=str(fake_mnist_root), seed=0, **PAIR)
+    other = load_image_pair(root=str(fake_mnist_root), seed=1, **PAIR)
+    assert torch.equal(first.val.inputs, again.val.inputs)
+    assert not torch.equal(first.val.inputs, other.val.inputs)
+    # Train and validation partition the training images: nothing lost, nothing shared.
+    assert len(first.train) + len(first.val) == len(other.train) + len(other.val) == 60
+
+
+def test_zero_val_fraction_means_no_validation_split(fake_mnist_root):
+    pair = load_image_pair(root=str(fake_mnist_root), seed=0, **{**PAIR, "val_fraction": 0.0})
+    assert pair.val is None and len(pair.train) == 60
+
+
+def test_missing_files_name_the_folder_and_files(tmp_path):
+    with pytest.raises(DataError) as error:
+        load_image_pair(root=str(tmp_path), seed=0, **PAIR)
+    message = str(error.value)
+    assert str(tmp_path) in message and "train-images-idx3-ubyte" in message
+    assert "t10k-labels-idx1-ubyte" in message and "dataset.root" in message
+
+
+def test_failed_download_says_so_clearly(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError, match="could not download mnist into .*MNIST/raw.*Error downloading"):
+        load_image_pair(root=str(tmp_path), seed=0, **{**PAIR, "download": True})
+
+
+def test_images_and_labels_of_different_lengths_are_refused(tmp_path):
+    root = write_fake_dataset(tmp_path)
+    shutil.copy(write_fake_dataset(tmp_path / "small", train_count=50) / "train-labels-idx1-ubyte.gz", root)
+    with pytest.raises(DataError, match="300 images but .*train-labels-idx1-ubyte.gz has 50 labels"):
+        load_image_pair(root=str(root), seed=0, **PAIR)
+
+
+def test_fashion_mnist_defaults_to_debians_folder_when_installed(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path)
+    assert data.default_root(ImageFamily.fashion_mnist) == tmp_path
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    assert data.default_root(ImageFamily.fashion_mnist).name == "data"
+    assert data.default_root(ImageFamily.mnist).name == "data"

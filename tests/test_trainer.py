@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from src.data import ClassificationData, Split, load_toy
+from src.errors import TrainingDiverged
+from src.losses import BinaryCrossEntropy, CrossEntropy
+from src.models import MLP, LogisticRegression
+from src.trainer import evaluate, fit, train_one_epoch
+from tests.conftest import tutorial_run
+
+
+def toy() -> ClassificationData:
+    return load_toy([1.0, 2.0, 3.0], [0, 0, 1], [4.0])
+
+
+def fit_toy(seed, loss=None, optimizer=torch.optim.SGD, lr=0.01, epochs=1000, batch_size=None):
+    loss = loss or BinaryCrossEntropy("sum")
+    data = toy()
+    torch.manual_seed(seed)
+    model = LogisticRegression(1, loss.num_outputs(2))
+    logged = {}
+    fit(model, loss, optimizer(model.parameters(), lr=lr), data, epochs, batch_size, seed,
+        log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
+    return model, logged
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_seed_parity_with_the_tutorials_plain_loop(seed):
+    model, logged = fit_toy(seed)
+    losses, w, b = tutorial_run(seed)
+    steps, values = zip(*logged["train/loss"], strict=True)
+    assert list(steps) == list(range(1000))
+    assert values == pytest.approx(losses, abs=1e-5)
+    assert model.linear.weight.item() == pytest.approx(w, abs=1e-5)
+    assert model.linear.bias.item() == pytest.approx(b, abs=1e-5)
+
+
+def test_lbfgs_trains_through_its_closure():
+    _, logged = fit_toy(0, optimizer=torch.optim.LBFGS, lr=1.0, epochs=5)
+    losses = [value for _, value in logged["train/loss"]]
+    assert losses[-1] < 0.05 * losses[0]  # a quasi-Newton step does in 5 epochs what SGD does in 1000+
+
+
+def test_softmax_regression_learns_the_toy_set():
+    model, logged = fit_toy(0, loss=CrossEntropy("sum"), lr=0.1, epochs=500)
+    assert logged["train/loss"][-1][1] < 0.5 * logged["train/loss"][0][1]
+    assert model(torch.tensor([[4.0]])).argmax().item() == 1
+
+
+def make_blobs(count=200, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(count) % 2
+    inputs = torch.randn(count, 5, generator=generator) + 2.0 * labels.unsqueeze(1).float()
+    return Split(inputs, labels)
+
+
+def test_mini_batch_epoch_loss_covers_the_whole_split():
+    split = make_blobs()
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(0)
+        model, loss = LogisticRegression(5, 1), BinaryCrossEntropy(reduction)
+        before = evaluate(model, loss, split)["loss"]
+        # lr=0 leaves the model unchanged: the epoch's loss must equal the full-split loss.
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        epoch_loss = train_one_epoch(model, loss, optimizer, split, 32, torch.Generator().manual_seed(0))
+        assert epoch_loss == pytest.approx(before, rel=1e-5)
+
+
+def test_validation_metrics_are_logged_each_epoch_and_learning_happens():
+    data = ClassificationData(make_blobs(seed=0), make_blobs(seed=1), None, ("a", "b"))
+    torch.manual_seed(0)
+    model, loss = MLP(5, 1, hidden_size=8), BinaryCrossEntropy("mean")
+    logged = {}
+    fit(model, loss, torch.optim.Adam(model.parameters(), lr=0.05), data, 15, 32, 0,
+        log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
+    assert [step for step, _ in logged["val/accuracy"]] == list(range(15))
+    assert logged["val/accuracy"][-1][1] > 0.9
+    assert logged["val/loss"][-1][1] < logged["val/loss"][0][1]
+
+
+def test_shuffling_is_seeded():
+    split = make_blobs()
+
+    def losses(seed):
+        torch.manual_seed(0)
+        model, loss = LogisticRegression(5, 1), BinaryCrossEntropy("mean")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        shuffle = torch.Generator().manual_seed(seed)
+        return [train_one_epoch(model, loss, optimizer, split, 16, shuffle) for _ in range(3)]
+
+    assert losses(1) == losses(1)
+    assert losses(1) != losses(2)
+
+
+def test_divergence_stops_at_that_epoch_after_logging_the_earlier_ones():
+    with pytest.raises(TrainingDiverged, match="train/loss became nan at epoch 2; lower optimizer.lr"):
+        logged = {}
+        data = toy()
+        torch.manual_seed(2)
+        model, loss = LogisticRegression(1, 1), BinaryCrossEntropy("sum")
+        fit(model, loss, torch.optim.SGD(model.parameters(), lr=1e38), data, 100, None, 0,
+            log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
+    assert [step for step, _ in logged["train/loss"]] == [0, 1]
