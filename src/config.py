@@ -15,6 +15,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from src.errors import ConfigError
 
+# The scalars a run logs, under these TensorBoard tags and metrics.json keys (a contract).
+METRICS = ("train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy")
+
 
 class ImageFamily(str, Enum):
     mnist = "mnist"
@@ -24,6 +27,11 @@ class ImageFamily(str, Enum):
 class Reduction(str, Enum):
     sum = "sum"
     mean = "mean"
+
+
+class Direction(str, Enum):
+    minimize = "minimize"
+    maximize = "maximize"
 
 
 class DeviceType(str, Enum):
@@ -123,6 +131,14 @@ class TrainerConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """The metric a sweep ranks runs by and a search optimizes; the task function returns it."""
+
+    metric: str = "train/loss"
+    direction: Direction = Direction.minimize
+
+
+@dataclass
 class Config:
     dataset: Any = MISSING
     model: Any = MISSING
@@ -130,6 +146,7 @@ class Config:
     optimizer: Any = MISSING
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
 
 
@@ -180,6 +197,10 @@ def validate(cfg: DictConfig) -> None:
         (
             cfg.model.get("hidden_size", 1) >= 1,
             f"model.hidden_size must be at least 1, got {cfg.model.get('hidden_size')}",
+        ),
+        (
+            cfg.objective.metric in METRICS,
+            f"objective.metric must be one of {', '.join(METRICS)}, got {cfg.objective.metric}",
         ),
     ]
     if "classes" in cfg.dataset:

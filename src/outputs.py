@@ -7,11 +7,17 @@ metrics.json keys (a contract other tools read): `status` ("completed" or "faile
 
 import json
 import os
+import re
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+HyperParameters = dict[str, int | float | str | bool]
+GROUPS = ("dataset", "model", "loss", "optimizer", "device")
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
@@ -21,19 +27,44 @@ def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str]) -> HyperParameters:
+    """The settings worth comparing across runs: each group's choice, the main knobs, and every override."""
+    params: dict[str, Any] = {group: choices[group] for group in GROUPS if group in choices}
+    keys = ["optimizer.lr", "optimizer.weight_decay", "loss.reduction", "trainer.epochs",
+            "trainer.batch_size", "seed"]  # fmt: skip
+    keys += [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    for key in dict.fromkeys(keys):
+        value = choices[key] if key in choices else OmegaConf.select(cfg, key, default=None)
+        if key in choices or not isinstance(value, DictConfig | ListConfig):
+            params[key] = value
+    # TensorBoard takes numbers, strings and booleans only.
+    return {
+        key: value if isinstance(value, int | float | str | bool) else str(getattr(value, "value", value))
+        for key, value in params.items()
+    }
+
+
+def run_name(overrides: list[str]) -> str:
+    """A TensorBoard run name that tells the run's settings: its command-line overrides."""
+    name = ",".join(overrides) or "defaults"
+    return re.sub(r"[^\w.=,+\-\[\]]", "_", name)[:200]  # one safe path component
+
+
 class RunRecorder:
     """Logs scalars to TensorBoard, remembers their last values, and writes metrics.json.
 
-    Used as a context manager: leaving it by an exception records `status: failed` with the reason,
-    so whatever was logged before a crash stays readable.
+    Events go to `run_dir/<run name>/`, so TensorBoard's run list shows each run's settings. Used as a
+    context manager: leaving it by an exception records `status: failed` with the reason, so whatever
+    was logged before a crash stays readable.
     """
 
-    def __init__(self, run_dir: Path, config_yaml: str) -> None:
+    def __init__(self, run_dir: Path, name: str, config_yaml: str, hyperparameters: HyperParameters) -> None:
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.json"
+        self.hyperparameters = hyperparameters
         self.final: dict[str, float] = {}
         self.epochs = 0
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.writer = SummaryWriter(log_dir=str(run_dir / name))
         # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
         self.writer.add_text("config", "    " + config_yaml.replace("\n", "\n    "))
 
@@ -52,8 +83,15 @@ class RunRecorder:
         metrics.update(self.final)
         metrics.update(extra)
         write_json_atomically(self.metrics_path, metrics)
+        self._write_hparams()
         self.writer.flush()
         return metrics
+
+    def _write_hparams(self) -> None:
+        # TensorBoard's HParams dashboard: this run's settings beside the final value of each scalar
+        # it logged (the dashboard reads those values from the scalars themselves).
+        for summary in hparams(self.hyperparameters, dict(self.final)):
+            self.writer.file_writer.add_summary(summary)
 
     def __enter__(self) -> "RunRecorder":
         return self

@@ -11,25 +11,32 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from src.config import register_configs, validate
+from src.config import METRICS, register_configs, validate
 from src.data import ClassificationData
 from src.device import resolve_device
-from src.errors import UserError
-from src.outputs import RunRecorder
+from src.errors import ConfigError, UserError
+from src.outputs import HyperParameters, RunRecorder, hyperparameters, run_name, write_json_atomically
+from src.sweep import FailedRun
 from src.trainer import evaluate, fit, predict_probabilities
 
 register_configs()
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) -> dict[str, Any]:
     """Run one experiment described by `cfg`, writing into `run_dir`; returns metrics.json's content."""
     validate(cfg)
     device = resolve_device(cfg.device.type)
     data: ClassificationData = instantiate(cfg.dataset, seed=cfg.seed, _convert_="all").to(device)
+    if cfg.objective.metric.startswith("val/") and data.val is None:
+        raise ConfigError(
+            f"objective.metric={cfg.objective.metric} needs a validation split, which this dataset "
+            "does not have; use objective.metric=train/loss"
+        )
     loss_fn = instantiate(cfg.loss)
     torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does
     model = instantiate(
@@ -39,7 +46,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ).to(device)
     optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
 
-    with RunRecorder(run_dir, OmegaConf.to_yaml(cfg, resolve=True)) as recorder:
+    with RunRecorder(run_dir, name, OmegaConf.to_yaml(cfg, resolve=True), params) as recorder:
         fit(model, loss_fn, optimizer, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.seed,
             log=recorder.scalar)  # fmt: skip
         extra = {}
@@ -73,24 +80,37 @@ def report(metrics: dict[str, Any], run_dir: Path) -> None:
         print(f"{name} = {', '.join(f'{v:.4f}' for v in values)}")
     for x, probability in metrics.get("predictions", {}).items():
         print(f"P(y=1 | x={x}) = {probability:.4f}")
-    for key in ("train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy"):
+    for key in METRICS:
         if key in metrics:
             print(f"{key} = {metrics[key]:.4f}")
     print(f"run directory: {run_dir}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def main(cfg: DictConfig) -> float | FailedRun:
+    """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        metrics = train(cfg, run_dir)
+        params = hyperparameters(cfg, dict(hydra_cfg.runtime.choices), overrides)
+        metrics = train(cfg, run_dir, run_name(overrides), params)
     except Exception as error:
         user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        print(f"error: {user_error}", file=sys.stderr)
+        if user_error is None and not in_sweep:
+            raise  # a bug: show the traceback
+        reason = str(user_error or f"{type(error).__name__}: {error}")
+        if not (run_dir / "metrics.json").exists():  # failed before training started
+            write_json_atomically(
+                run_dir / "metrics.json", {"status": "failed", "reason": reason, "epochs": 0}
+            )
+        print(f"error: {reason}", file=sys.stderr)
+        if in_sweep:
+            return FailedRun(reason)  # the other jobs still run; the summary lists this one as failed
         sys.exit(user_error.exit_code)
     report(metrics, run_dir)
+    return metrics[cfg.objective.metric]
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:

@@ -84,11 +84,17 @@ def train_cli(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedProcess
     return _run
 
 
+def event_dir(run_dir: Path) -> Path:
+    """The one folder under a run directory that holds its TensorBoard events."""
+    (events,) = {path.parent for path in run_dir.rglob("events.out.tfevents.*")}
+    return events
+
+
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar TensorBoard holds for a run directory, as {tag: [(step, value), ...]}."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator = EventAccumulator(str(event_dir(run_dir)), size_guidance={"scalars": 0})
     accumulator.Reload()
     return {
         tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, read_scalars, run_cli, tutorial_run, write_fake_dataset
+from tests.conftest import REPO, event_dir, read_scalars, run_cli, tutorial_run, write_fake_dataset
 
 
 def test_default_run_reproduces_the_tutorial(train_cli):
@@ -23,6 +23,13 @@ def test_default_run_reproduces_the_tutorial(train_cli):
     assert f"w = {w:.4f}" in process.stdout and f"b = {b:.4f}" in process.stdout
     assert "P(y=1 | x=4.0) = 0.88" in process.stdout and str(run_dir) in process.stdout
     assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert event_dir(run_dir) == run_dir / "defaults"  # TensorBoard's run name: no overrides
+
+
+def test_tensorboard_run_name_tells_the_settings(train_cli):
+    process, run_dir = train_cli("loss=ce", "optimizer.lr=0.05", "trainer.epochs=3")
+    assert process.returncode == 0, process.stderr
+    assert event_dir(run_dir) == run_dir / "loss=ce,optimizer.lr=0.05,trainer.epochs=3"
 
 
 @pytest.mark.parametrize(
@@ -77,7 +84,11 @@ def test_bad_input_gives_one_clear_line_and_no_traceback(train_cli, overrides, m
     assert process.returncode != 0
     assert message in process.stderr
     assert "Traceback" not in process.stderr
-    assert not (run_dir / "metrics.json").exists()  # refused before training started
+    if run_dir.exists():  # refused before training: a failed status, no epochs, no events
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["status"] == "failed" and metrics["epochs"] == 0
+        assert message.removeprefix("error: ") in metrics["reason"]
+        assert not list(run_dir.rglob("events.out.tfevents.*"))
 
 
 def test_divergence_fails_the_run_and_keeps_what_was_logged(train_cli):
