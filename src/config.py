@@ -128,6 +128,8 @@ class DeviceConfig:
 class TrainerConfig:
     epochs: int = MISSING
     batch_size: int | None = None  # null: full batch, one step per epoch as in the tutorial
+    checkpoint_every: int = MISSING  # epochs between checkpoints; one is also written at the end
+    deterministic: bool = False  # torch.use_deterministic_algorithms
 
 
 @dataclass
@@ -148,6 +150,8 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
+    resume: bool = False  # continue from this run directory's checkpoints/last.pt
+    ckpt_path: str | None = None  # continue from this checkpoint instead
 
 
 def register_configs() -> None:
@@ -184,6 +188,10 @@ def validate(cfg: DictConfig) -> None:
         (
             cfg.trainer.batch_size is None or cfg.trainer.batch_size >= 1,
             f"trainer.batch_size must be at least 1 or null, got {cfg.trainer.batch_size}",
+        ),
+        (
+            cfg.trainer.checkpoint_every >= 1,
+            f"trainer.checkpoint_every must be at least 1, got {cfg.trainer.checkpoint_every}",
         ),
         (cfg.optimizer.lr > 0, f"optimizer.lr must be positive, got {cfg.optimizer.lr}"),
         (

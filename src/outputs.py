@@ -54,19 +54,31 @@ class RunRecorder:
     """Logs scalars to TensorBoard, remembers their last values, and writes metrics.json.
 
     Events go to `run_dir/<run name>/`, so TensorBoard's run list shows each run's settings. Used as a
-    context manager: leaving it by an exception records `status: failed` with the reason, so whatever
-    was logged before a crash stays readable.
+    context manager: leaving it by an exception before `finish` records `status: failed` and the reason,
+    so whatever was logged before a crash stays readable.
     """
 
-    def __init__(self, run_dir: Path, name: str, config_yaml: str, hyperparameters: HyperParameters) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        name: str,
+        config_yaml: str,
+        hyperparameters: HyperParameters,
+        start_epoch: int = 0,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """`start_epoch` and `metrics` continue a resumed run: TensorBoard drops any events logged
+        after the checkpoint (purge_step), so the curve has no duplicated or backward steps."""
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.json"
         self.hyperparameters = hyperparameters
-        self.final: dict[str, float] = {}
-        self.epochs = 0
-        self.writer = SummaryWriter(log_dir=str(run_dir / name))
-        # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
-        self.writer.add_text("config", "    " + config_yaml.replace("\n", "\n    "))
+        self.final: dict[str, float] = dict(metrics or {})
+        self.epochs = start_epoch
+        self.status: str | None = None
+        self.writer = SummaryWriter(log_dir=str(run_dir / name), purge_step=start_epoch or None)
+        if start_epoch == 0:
+            # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
+            self.writer.add_text("config", "    " + config_yaml.replace("\n", "\n    "))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
@@ -76,6 +88,7 @@ class RunRecorder:
 
     def finish(self, status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
         """Write metrics.json with the run's status and final values; returns what was written."""
+        self.status = status
         metrics: dict[str, Any] = {"status": status}
         if reason is not None:
             metrics["reason"] = reason
@@ -102,6 +115,6 @@ class RunRecorder:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if error is not None:
+        if error is not None and self.status is None:  # not already finished, e.g. as interrupted
             self.finish("failed", reason=str(error) or error_type.__name__)
         self.writer.close()

@@ -4,6 +4,9 @@ Reads as a table of contents: check the config, build data, loss, model and opti
 write the results.
 """
 
+import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from src.checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
 from src.config import METRICS, register_configs, validate
-from src.data import ClassificationData
-from src.device import resolve_device
 from src.errors import ConfigError, UserError
+from src.experiment import build_experiment, identity
+from src.interrupt import Interrupted, StopSignals
 from src.outputs import HyperParameters, RunRecorder, hyperparameters, run_name, write_json_atomically
 from src.sweep import FailedRun
 from src.trainer import evaluate, fit, predict_probabilities
@@ -30,32 +34,65 @@ register_configs()
 def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) -> dict[str, Any]:
     """Run one experiment described by `cfg`, writing into `run_dir`; returns metrics.json's content."""
     validate(cfg)
-    device = resolve_device(cfg.device.type)
-    data: ClassificationData = instantiate(cfg.dataset, seed=cfg.seed, _convert_="all").to(device)
+    if cfg.trainer.deterministic:
+        torch.use_deterministic_algorithms(True)
+    experiment = build_experiment(cfg)
+    model, loss_fn, data = experiment.model, experiment.loss_fn, experiment.data
     if cfg.objective.metric.startswith("val/") and data.val is None:
         raise ConfigError(
             f"objective.metric={cfg.objective.metric} needs a validation split, which this dataset "
             "does not have; use objective.metric=train/loss"
         )
-    loss_fn = instantiate(cfg.loss)
-    torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does
-    model = instantiate(
-        cfg.model,
-        in_features=data.num_features,
-        out_features=loss_fn.num_outputs(data.num_classes),
-    ).to(device)
     optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
+    shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
 
-    with RunRecorder(run_dir, name, OmegaConf.to_yaml(cfg, resolve=True), params) as recorder:
-        fit(model, loss_fn, optimizer, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.seed,
-            log=recorder.scalar)  # fmt: skip
+    checkpoint_path = run_dir / "checkpoints" / "last.pt"
+    resume_from = resume_path(cfg, checkpoint_path)
+    state = {"epoch": 0, "metrics": {}, "run_name": name}
+    if resume_from is not None:
+        state = load_checkpoint(resume_from)
+        restore_state(state, resume_from, model, optimizer, shuffle, identity(cfg))
+        print(f"resuming from {resume_from} after epoch {state['epoch']}")
+    name = state["run_name"] if resume_from == checkpoint_path else name  # one TensorBoard run
+
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    with RunRecorder(run_dir, name, config_yaml, params, state["epoch"], state["metrics"]) as recorder, \
+            StopSignals() as stop:  # fmt: skip
+
+        def save(epoch: int) -> None:
+            save_checkpoint(checkpoint_path, capture_state(
+                model, optimizer, shuffle, epoch, identity(cfg), name, recorder.final))  # fmt: skip
+
+        def after_epoch(epoch: int) -> bool:
+            if stop.requested or epoch % cfg.trainer.checkpoint_every == 0 or epoch == cfg.trainer.epochs:
+                save(epoch)
+            return stop.requested
+
+        epochs = fit(model, loss_fn, optimizer, data, cfg.trainer.epochs, cfg.trainer.batch_size, shuffle,
+                     log=recorder.scalar, start_epoch=state["epoch"], after_epoch=after_epoch)  # fmt: skip
+        if stop.requested:
+            recorder.finish("interrupted")
+            stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
+            signal_name = signal.Signals(stop.signal_number).name
+            raise Interrupted(f"stopped by {signal_name} after epoch {epochs}", stop.signal_number)
         extra = {}
         if data.test is not None and data.test.labels is not None:
-            for name, value in evaluate(model, loss_fn, data.test).items():
-                recorder.scalar(f"test/{name}", value, cfg.trainer.epochs)
+            for metric, value in evaluate(model, loss_fn, data.test).items():
+                recorder.scalar(f"test/{metric}", value, cfg.trainer.epochs)
         elif data.test is not None:
             extra["predictions"] = predictions(model, loss_fn, data.test.inputs)
         return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
+
+
+def resume_path(cfg: DictConfig, checkpoint_path: Path) -> Path | None:
+    """The checkpoint to continue from: `ckpt_path`, this run's own with `resume=true`, or, in a job
+    that SLURM requeued after preemption, this run's own if it exists."""
+    if cfg.ckpt_path is not None:
+        return Path(cfg.ckpt_path)
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    if cfg.resume or (requeued and checkpoint_path.is_file()):
+        return checkpoint_path
+    return None
 
 
 def predictions(model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor) -> dict[str, float]:
@@ -96,6 +133,9 @@ def main(cfg: DictConfig) -> float | FailedRun:
     try:
         params = hyperparameters(cfg, dict(hydra_cfg.runtime.choices), overrides)
         metrics = train(cfg, run_dir, run_name(overrides), params)
+    except Interrupted as error:  # stops a sweep too: the user asked to stop
+        print(f"{error}; resume with:\n  {resume_command(overrides, run_dir)}", file=sys.stderr)
+        sys.exit(error.exit_code)
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None and not in_sweep:
@@ -111,6 +151,13 @@ def main(cfg: DictConfig) -> float | FailedRun:
         sys.exit(user_error.exit_code)
     report(metrics, run_dir)
     return metrics[cfg.objective.metric]
+
+
+def resume_command(overrides: list[str], run_dir: Path) -> str:
+    """The command that continues this run where it stopped."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "ckpt_path")]
+    words = ["python", "-m", "src.train", *kept, f"hydra.run.dir={run_dir}", "resume=true"]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:

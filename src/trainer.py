@@ -19,15 +19,17 @@ def fit(
     data: ClassificationData,
     epochs: int,
     batch_size: int | None,
-    seed: int,
+    shuffle: torch.Generator,
     log: LogScalar,
+    start_epoch: int = 0,
+    after_epoch: Callable[[int], bool] | None = None,
 ) -> int:
-    """Train for `epochs`, logging train/loss (and val/* where there is a validation split) each epoch.
+    """Train from `start_epoch` up to `epochs`, logging train/loss (and val/* if there is a validation
+    split) each epoch. `after_epoch(completed)` runs after each epoch; it returns True to stop there.
 
     Returns the number of epochs completed; raises TrainingDiverged when the loss stops being finite.
     """
-    shuffle = torch.Generator().manual_seed(seed)  # its own generator: model init stays the tutorial's
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         model.train()
         train_loss = train_one_epoch(model, loss_fn, optimizer, data.train, batch_size, shuffle)
         if not math.isfinite(train_loss):
@@ -39,6 +41,8 @@ def fit(
         if data.val is not None:
             for name, value in evaluate(model, loss_fn, data.val).items():
                 log(f"val/{name}", value, epoch)
+        if after_epoch is not None and after_epoch(epoch + 1):
+            return epoch + 1
     return epochs
 
 

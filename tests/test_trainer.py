@@ -9,6 +9,10 @@ from src.trainer import evaluate, fit, train_one_epoch
 from tests.conftest import tutorial_run
 
 
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
 def toy() -> ClassificationData:
     return load_toy([1.0, 2.0, 3.0], [0, 0, 1], [4.0])
 
@@ -19,7 +23,7 @@ def fit_toy(seed, loss=None, optimizer=torch.optim.SGD, lr=0.01, epochs=1000, ba
     torch.manual_seed(seed)
     model = LogisticRegression(1, loss.num_outputs(2))
     logged = {}
-    fit(model, loss, optimizer(model.parameters(), lr=lr), data, epochs, batch_size, seed,
+    fit(model, loss, optimizer(model.parameters(), lr=lr), data, epochs, batch_size, generator(seed),
         log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
     return model, logged
 
@@ -71,7 +75,7 @@ def test_validation_metrics_are_logged_each_epoch_and_learning_happens():
     torch.manual_seed(0)
     model, loss = MLP(5, 1, hidden_size=8), BinaryCrossEntropy("mean")
     logged = {}
-    fit(model, loss, torch.optim.Adam(model.parameters(), lr=0.05), data, 15, 32, 0,
+    fit(model, loss, torch.optim.Adam(model.parameters(), lr=0.05), data, 15, 32, generator(0),
         log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
     assert [step for step, _ in logged["val/accuracy"]] == list(range(15))
     assert logged["val/accuracy"][-1][1] > 0.9
@@ -98,6 +102,6 @@ def test_divergence_stops_at_that_epoch_after_logging_the_earlier_ones():
         data = toy()
         torch.manual_seed(2)
         model, loss = LogisticRegression(1, 1), BinaryCrossEntropy("sum")
-        fit(model, loss, torch.optim.SGD(model.parameters(), lr=1e38), data, 100, None, 0,
+        fit(model, loss, torch.optim.SGD(model.parameters(), lr=1e38), data, 100, None, generator(0),
             log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
     assert [step for step, _ in logged["train/loss"]] == [0, 1]
