@@ -17,11 +17,12 @@ $(VENV)/.installed: pyproject.toml
 train: $(VENV)/.installed
 	$(PYTHON) -m src.train $(ARGS)
 
+# -n auto: one test worker per core (most tests start real training processes).
 test: $(VENV)/.installed
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n auto $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed  ## including tests marked slow
-	$(PYTHON) -m pytest -m "" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n auto -m "" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests

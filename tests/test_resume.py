@@ -137,3 +137,13 @@ def test_a_truncated_data_file_is_one_line_naming_it(tmp_path):
     assert process.stderr.strip().splitlines() == [
         f"error: {labels} holds 98 bytes but its header promises 108 (truncated or corrupt); replace it"
     ]
+
+
+def test_a_job_requeued_by_slurm_resumes_by_itself(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert run_cli("trainer.epochs=10", f"hydra.run.dir={run_dir}").returncode == 0
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    process = run_cli("trainer.epochs=20", f"hydra.run.dir={run_dir}")
+    assert process.returncode == 0, process.stderr
+    assert f"resuming from {run_dir}/checkpoints/last.pt after epoch 10" in process.stdout
+    assert [step for step, _ in read_scalars(run_dir)["train/loss"]] == list(range(20))
