@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test test-all lint format tensorboard clean
+.PHONY: train test test-all bench lint format tensorboard clean
 
 # Re-installs when pyproject.toml changes. The stamp is written last, so a broken install retries.
 $(VENV)/.installed: pyproject.toml
@@ -24,13 +24,18 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed  ## including tests marked slow
 	$(PYTHON) -m pytest -n auto -m "" $(PYTEST_ARGS)
 
+# Prints the framework-vs-baseline table and writes BENCHMARKS.md (several minutes).
+bench: $(VENV)/.installed
+	$(PYTHON) -m pip install --quiet -e '.[dev,bench]'
+	$(PYTHON) -m benchmarks.bench $(BENCH_ARGS)
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks hydra_plugins
+	$(VENV)/bin/ruff format --check src tests benchmarks hydra_plugins
 
 format: $(VENV)/.installed
-	$(VENV)/bin/ruff format src tests
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests benchmarks hydra_plugins
+	$(VENV)/bin/ruff check --fix src tests benchmarks hydra_plugins
 
 tensorboard: $(VENV)/.installed
 	$(VENV)/bin/tensorboard --logdir experiments

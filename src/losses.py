@@ -25,8 +25,12 @@ class BinaryCrossEntropy(nn.Module):
             raise ConfigError(f"loss=bce needs two classes, the data has {num_classes}; use loss=ce")
         return 1
 
+    @staticmethod
+    def prepare_targets(labels: Tensor) -> Tensor:
+        return labels.float()  # BCE compares against probabilities
+
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return self.loss(logits.squeeze(1), labels.to(logits.dtype))
+        return self.loss(logits.squeeze(1), labels.to(logits.dtype))  # no copy once prepared
 
     @staticmethod
     def positive_probability(logits: Tensor) -> Tensor:
@@ -48,6 +52,10 @@ class CrossEntropy(nn.Module):
     @staticmethod
     def num_outputs(num_classes: int) -> int:
         return num_classes
+
+    @staticmethod
+    def prepare_targets(labels: Tensor) -> Tensor:
+        return labels  # class indices, as they are
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         return self.loss(logits, labels)

@@ -13,8 +13,9 @@ from types import TracebackType
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
+from torch.utils.tensorboard.summary import hparams, text
+
+from src.events import EventWriter
 
 HyperParameters = dict[str, int | float | str | bool]
 GROUPS = ("dataset", "model", "loss", "optimizer", "device")
@@ -75,13 +76,13 @@ class RunRecorder:
         self.final: dict[str, float] = dict(metrics or {})
         self.epochs = start_epoch
         self.status: str | None = None
-        self.writer = SummaryWriter(log_dir=str(run_dir / name), purge_step=start_epoch or None)
+        self.writer = EventWriter(run_dir / name, purge_step=start_epoch)
         if start_epoch == 0:
             # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
-            self.writer.add_text("config", "    " + config_yaml.replace("\n", "\n    "))
+            self.writer.summary(text("config", "    " + config_yaml.replace("\n", "\n    ")))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.add_scalar(tag, value, step)
+        self.writer.scalar(tag, value, step)
         self.final[tag] = value
         if tag == "train/loss":  # logged once per completed epoch
             self.epochs = step + 1
@@ -104,7 +105,11 @@ class RunRecorder:
         # TensorBoard's HParams dashboard: this run's settings beside the final value of each scalar
         # it logged (the dashboard reads those values from the scalars themselves).
         for summary in hparams(self.hyperparameters, dict(self.final)):
-            self.writer.file_writer.add_summary(summary)
+            self.writer.summary(summary)
+
+    def flush(self) -> None:
+        """Write buffered events; called with each checkpoint so that both tell the same story."""
+        self.writer.flush()
 
     def __enter__(self) -> "RunRecorder":
         return self

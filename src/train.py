@@ -56,19 +56,22 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
     name = state["run_name"] if resume_from == checkpoint_path else name  # one TensorBoard run
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    run_identity = identity(cfg)
+    epochs_wanted, checkpoint_every = cfg.trainer.epochs, cfg.trainer.checkpoint_every
     with RunRecorder(run_dir, name, config_yaml, params, state["epoch"], state["metrics"]) as recorder, \
             StopSignals() as stop:  # fmt: skip
 
         def save(epoch: int) -> None:
+            recorder.flush()
             save_checkpoint(checkpoint_path, capture_state(
-                model, optimizer, shuffle, epoch, identity(cfg), name, recorder.final))  # fmt: skip
+                model, optimizer, shuffle, epoch, run_identity, name, recorder.final))  # fmt: skip
 
         def after_epoch(epoch: int) -> bool:
-            if stop.requested or epoch % cfg.trainer.checkpoint_every == 0 or epoch == cfg.trainer.epochs:
+            if stop.requested or epoch % checkpoint_every == 0 or epoch == epochs_wanted:
                 save(epoch)
             return stop.requested
 
-        epochs = fit(model, loss_fn, optimizer, data, cfg.trainer.epochs, cfg.trainer.batch_size, shuffle,
+        epochs = fit(model, loss_fn, optimizer, data, epochs_wanted, cfg.trainer.batch_size, shuffle,
                      log=recorder.scalar, start_epoch=state["epoch"], after_epoch=after_epoch)  # fmt: skip
         if stop.requested:
             recorder.finish("interrupted")

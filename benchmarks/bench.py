@@ -1,0 +1,312 @@
+"""Side-by-side benchmark of the framework against the loops people write by hand.
+
+    make bench            # or: python -m benchmarks.bench [--repeats 5] [--output BENCHMARKS.md]
+
+Each line times the framework and its baseline in the same run, takes medians over repeats, and prints
+the ratio beside its goal. The MNIST-family lines use Fashion-MNIST 0 vs 6 (Debian's
+dataset-fashion-mnist) when installed, otherwise MNIST 3 vs 8 cut from ../shared/data/mnist-t10k.
+"""
+
+import argparse
+import gzip
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from src.data import DEBIAN_FASHION_MNIST, ClassificationData, load_image_pair
+from src.idx import read_idx, write_idx
+from src.losses import BinaryCrossEntropy
+from src.models import LogisticRegression
+from src.outputs import RunRecorder
+from src.trainer import evaluate, fit, train_one_epoch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
+BATCH_SIZE, LR, EPOCHS = 64, 0.01, 10  # the Fashion-MNIST recipe (conf/recipe/fashion_mnist_binary.yaml)
+
+
+@dataclass
+class Row:
+    name: str
+    ours: float
+    baseline: float
+    unit: str
+    goal: str
+    met: bool
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline
+
+
+def median_seconds(action: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(command: list[str], cwd: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+# --- data ------------------------------------------------------------------------------------------
+def pair_source(workdir: Path) -> tuple[str, Path, list[int], str]:
+    """(family, flat folder, classes, description) for the MNIST-family lines."""
+    if DEBIAN_FASHION_MNIST.is_dir():
+        return "fashion_mnist", DEBIAN_FASHION_MNIST, [0, 6], "Fashion-MNIST 0 vs 6 (Debian's files)"
+    if not SHARED_MNIST.is_dir():
+        sys.exit("no data: install dataset-fashion-mnist, or put MNIST's t10k files in ../shared/data")
+    images = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
+    folder = workdir / "mnist"
+    folder.mkdir()
+    for prefix, part in (("train", slice(0, 8000)), ("t10k", slice(8000, None))):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images[part])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels[part])
+    return "mnist", folder, [3, 8], "MNIST 3 vs 8 (t10k cut 8000/2000; no training files here)"
+
+
+def torchvision_layout(family: str, flat: Path, workdir: Path) -> Path:
+    """torchvision's datasets want ROOT/<Name>/raw with unpacked files; build that from a flat folder."""
+    raw = workdir / "tv" / {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[family] / "raw"
+    raw.mkdir(parents=True)
+    for path in flat.iterdir():
+        target = raw / path.name.removesuffix(".gz")
+        if path.suffix == ".gz":
+            target.write_bytes(gzip.decompress(path.read_bytes()))
+        else:
+            shutil.copy(path, target)
+    return workdir / "tv"
+
+
+def fresh_model(seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    model = LogisticRegression(28 * 28, 1)
+    return model, torch.optim.SGD(model.parameters(), lr=LR)
+
+
+# --- the baselines ----------------------------------------------------------------------------------
+def dataloader_epoch_seconds(family: str, root: Path, classes: list[int], mean: float, std: float) -> float:
+    """The tutorial's pipeline: a torchvision dataset with ToTensor + Normalize through a DataLoader."""
+    from torchvision import datasets, transforms
+
+    dataset_class = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[family]
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    dataset = dataset_class(str(root), train=True, transform=transform)
+    keep = torch.isin(dataset.targets, torch.tensor(classes)).nonzero().squeeze(1).tolist()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, keep), batch_size=BATCH_SIZE, shuffle=True
+    )
+    model, optimizer = fresh_model()
+    criterion = torch.nn.BCEWithLogitsLoss()
+
+    def epoch() -> None:
+        for images, targets in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(images.view(-1, 28 * 28)).squeeze(1), (targets == classes[1]).float())
+            loss.backward()
+            optimizer.step()
+
+    return median_seconds(epoch, 3)
+
+
+def hand_loop_epoch_seconds(data: ClassificationData, repeats: int) -> float:
+    """What a careful person writes: tensors in memory, a permutation, index, step."""
+    inputs, labels = data.train.inputs, data.train.labels.float()
+    model, optimizer = fresh_model()
+    criterion = torch.nn.BCEWithLogitsLoss()
+
+    def epoch() -> None:
+        order = torch.randperm(len(inputs))
+        for start in range(0, len(inputs), BATCH_SIZE):
+            index = order[start : start + BATCH_SIZE]
+            optimizer.zero_grad()
+            loss = criterion(model(inputs[index]).squeeze(1), labels[index])
+            loss.backward()
+            optimizer.step()
+
+    epoch()  # warm-up
+    return median_seconds(epoch, repeats)
+
+
+def framework_epoch_seconds(data: ClassificationData, repeats: int) -> float:
+    model, optimizer = fresh_model()
+    loss_fn, shuffle = BinaryCrossEntropy("mean"), torch.Generator().manual_seed(0)
+    train_one_epoch(model, loss_fn, optimizer, data.train, BATCH_SIZE, shuffle)  # warm-up
+    return median_seconds(
+        lambda: train_one_epoch(model, loss_fn, optimizer, data.train, BATCH_SIZE, shuffle), repeats
+    )
+
+
+def framework_fit(data: ClassificationData, log: Callable[[str, float, int], None] | None = None) -> float:
+    """The recipe's full training (with validation each epoch); returns test accuracy."""
+    model, optimizer = fresh_model()
+    loss_fn = BinaryCrossEntropy("mean")
+    fit(model, loss_fn, optimizer, data, EPOCHS, BATCH_SIZE, torch.Generator().manual_seed(0),
+        log=log or (lambda *args: None))  # fmt: skip
+    return evaluate(model, loss_fn, data.test)["accuracy"]
+
+
+def sklearn_fit(data: ClassificationData) -> float:
+    from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
+
+    classifier = SklearnLogisticRegression(max_iter=1000)  # lbfgs
+    classifier.fit(data.train.inputs.numpy(), data.train.labels.numpy())
+    return classifier.score(data.test.inputs.numpy(), data.test.labels.numpy())
+
+
+# --- the benchmark ----------------------------------------------------------------------------------
+def bench(repeats: int, workdir: Path) -> tuple[list[Row], str]:
+    rows = []
+    python = sys.executable
+
+    # 1. The default run, whole process, against the tutorial's plain script.
+    ours = median_seconds(
+        lambda: run([python, "-m", "src.train", f"hydra.run.dir={workdir / 'toy'}"], workdir), repeats
+    )
+    tutorial = median_seconds(
+        lambda: run([python, str(REPO / "benchmarks" / "tutorial.py")], workdir), repeats
+    )
+    rows.append(
+        Row(
+            "default toy run vs tutorial script (process)",
+            ours,
+            tutorial,
+            "s",
+            "<= 1.25x",
+            ours <= 1.25 * tutorial,
+        )
+    )
+
+    # 2. One training epoch on an MNIST-family pair.
+    family, flat, classes, description = pair_source(workdir)
+    mean, std = (0.2860, 0.3530) if family == "fashion_mnist" else (0.1307, 0.3081)
+    data = load_image_pair(family, str(flat), classes, 0.1, False, mean, std, seed=0)
+    ours = framework_epoch_seconds(data, 5 * repeats)
+    loader = dataloader_epoch_seconds(family, torchvision_layout(family, flat, workdir), classes, mean, std)
+    rows.append(
+        Row(
+            "1 epoch vs DataLoader + ToTensor pipeline",
+            ours,
+            loader,
+            "s",
+            ">= 15x faster",
+            loader >= 15 * ours,
+        )
+    )
+    hand = hand_loop_epoch_seconds(data, 5 * repeats)
+    rows.append(
+        Row(
+            "1 epoch vs hand-written in-memory loop", ours, hand, "s", ">= 0.8x its speed", ours <= hand / 0.8
+        )
+    )
+
+    # 3. Time to accuracy against scikit-learn's LogisticRegression (lbfgs), same split.
+    accuracy = {}
+    ours = median_seconds(lambda: accuracy.__setitem__("ours", framework_fit(data)), repeats)
+    sklearn = median_seconds(lambda: accuracy.__setitem__("sklearn", sklearn_fit(data)), max(1, repeats // 2))
+    close_enough = accuracy["ours"] >= accuracy["sklearn"] - 0.005
+    rows.append(Row(f"train to accuracy vs scikit-learn ({EPOCHS} epochs)", ours, sklearn, "s",
+                    "<= 0.5x, accuracy >= -0.5 pt", ours <= 0.5 * sklearn and close_enough,
+                    f"accuracy {accuracy['ours']:.4f} vs {accuracy['sklearn']:.4f}"))  # fmt: skip
+
+    # 4. A sweep of 8 toy jobs in one process against 8 separate processes.
+    train = [python, "-m", "src.train"]
+
+    def one_sweep() -> None:
+        run([*train, "-m", "seed=0,1,2,3,4,5,6,7", f"hydra.sweep.dir={workdir / 'sweep'}"], workdir)
+
+    def separate_processes() -> None:
+        for seed in range(8):
+            run([*train, f"seed={seed}", f"hydra.run.dir={workdir / f'seed{seed}'}"], workdir)
+
+    sweep = median_seconds(one_sweep, max(1, repeats // 2))
+    separate = median_seconds(separate_processes, max(1, repeats // 2))
+    rows.append(
+        Row("multirun of 8 toy jobs vs 8 processes", sweep, separate, "s", "<= 0.5x", sweep <= 0.5 * separate)
+    )
+
+    # 5. TensorBoard logging on against off, on the default toy run's 1000 logged epochs.
+    from src.data import load_toy
+
+    toy = load_toy([1.0, 2.0, 3.0], [0, 0, 1], [4.0])
+
+    def toy_fit(log: Callable[[str, float, int], None]) -> None:
+        torch.manual_seed(0)
+        model = LogisticRegression(1, 1)
+        fit(model, BinaryCrossEntropy("sum"), torch.optim.SGD(model.parameters(), lr=0.01), toy, 1000, None,
+            torch.Generator().manual_seed(0), log)  # fmt: skip
+
+    def with_tensorboard() -> None:
+        with RunRecorder(Path(tempfile.mkdtemp(dir=workdir)), "run", "", {"seed": 0}) as recorder:
+            toy_fit(recorder.scalar)
+            recorder.finish("completed")
+
+    toy_fit(lambda *args: None)  # warm-up
+    on = median_seconds(with_tensorboard, 3 * repeats)
+    off = median_seconds(lambda: toy_fit(lambda *args: None), 3 * repeats)
+    rows.append(
+        Row("TensorBoard logging on vs off (toy, 1000 epochs)", on, off, "s", "< 1.10x", on < 1.10 * off)
+    )
+    return rows, description
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    cpu = models[0] if models else platform.processor()
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| benchmark | ours | baseline | ratio | goal | met | note |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        cells = [row.name, f"{row.ours:.4f} {row.unit}", f"{row.baseline:.4f} {row.unit}",
+                 f"{row.ratio:.3f}x", row.goal, "yes" if row.met else "NO", row.note]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians)")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        rows, data = bench(args.repeats, Path(workdir))
+    report = (
+        f"# Benchmarks\n\nMachine: {machine()}\n\nData for the MNIST-family lines: {data}; batch size "
+        f"{BATCH_SIZE}, SGD lr {LR}. Medians of {args.repeats} repeats (epochs: {5 * args.repeats}). "
+        f"Ratio = ours / baseline (for speeds, lower is better).\n\n{table(rows)}\n\n"
+        f"Produced by `make bench` on {time.strftime('%Y-%m-%d')}.\n"
+    )
+    print(report)
+    args.output.write_text(report)
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+import io
+
+import pytest
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from src import events
+from src.events import EventWriter, tfrecord
+from tests.conftest import read_scalars
+
+
+def test_records_are_framed_exactly_as_tensorboard_frames_them():
+    for data in (b"", b"x", bytes(range(256)) * 3):
+        reference = io.BytesIO()
+        RecordWriter(reference).write(data)
+        assert tfrecord(data) == reference.getvalue()
+
+
+def test_scalars_are_readable_after_flush_and_in_step_order(tmp_path):
+    writer = EventWriter(tmp_path / "run")
+    for step in range(5):
+        writer.scalar("train/loss", 1.0 / (step + 1), step)
+    assert read_scalars(tmp_path) == {}  # still in memory
+    writer.flush()
+    steps, values = zip(*read_scalars(tmp_path)["train/loss"], strict=True)
+    assert steps == (0, 1, 2, 3, 4)
+    assert values == pytest.approx([1.0 / (s + 1) for s in range(5)])  # stored as float32
+    writer.close()
+
+
+def test_a_long_run_is_flushed_as_it_goes(tmp_path, monkeypatch):
+    monkeypatch.setattr(events, "FLUSH_SECONDS", 0.0)
+    writer = EventWriter(tmp_path / "run")
+    writer.scalar("train/loss", 0.5, 0)
+    assert read_scalars(tmp_path)["train/loss"] == [(0, 0.5)]
+    writer.close()
+
+
+def test_purge_step_hides_what_an_earlier_file_logged_after_the_checkpoint(tmp_path):
+    first = EventWriter(tmp_path / "run")
+    for step in range(6):
+        first.scalar("train/loss", 1.0, step)
+    first.close()
+    resumed = EventWriter(tmp_path / "run", purge_step=4)  # the checkpoint was after epoch 4
+    for step in range(4, 8):
+        resumed.scalar("train/loss", 2.0, step)
+    resumed.close()
+    assert read_scalars(tmp_path)["train/loss"] == [(s, 1.0) for s in range(4)] + [
+        (s, 2.0) for s in range(4, 8)
+    ]
