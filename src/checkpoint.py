@@ -56,6 +56,7 @@ def capture_state(
     identity: dict[str, str],
     run_name: str,
     metrics: dict[str, float],
+    history: dict[str, list[tuple[int, float]]],
 ) -> dict[str, Any]:
     """The checkpoint's content after `epoch` completed epochs."""
     return {
@@ -66,6 +67,7 @@ def capture_state(
         "identity": identity,
         "run_name": run_name,
         "metrics": dict(metrics),
+        "history": {tag: [list(point) for point in points] for tag, points in history.items()},
     }
 
 

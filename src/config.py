@@ -130,6 +130,7 @@ class TrainerConfig:
     batch_size: int | None = None  # null: full batch, one step per epoch as in the tutorial
     checkpoint_every: int = MISSING  # epochs between checkpoints; one is also written at the end
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    progress: bool = True  # a progress bar, when the output is a terminal
 
 
 @dataclass

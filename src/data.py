@@ -79,6 +79,14 @@ TORCHVISION_FOLDERS = {ImageFamily.mnist: "MNIST", ImageFamily.fashion_mnist: "F
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+FASHION_NAMES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                 "ankle boot")  # fmt: skip
+
+
+def class_name(family: ImageFamily, label: int) -> str:
+    return FASHION_NAMES[label] if family == ImageFamily.fashion_mnist else str(label)
+
+
 def default_root(family: ImageFamily) -> Path:
     """Where a family lives when dataset.root is null: Debian's Fashion-MNIST if installed, else data/."""
     if family == ImageFamily.fashion_mnist and DEBIAN_FASHION_MNIST.is_dir():
@@ -185,5 +193,5 @@ def load_image_pair(
         train=Split(train.inputs[train_idx], train.labels[train_idx]),
         val=val,
         test=splits["test"],
-        class_names=(str(classes[0]), str(classes[1])),
+        class_names=(class_name(family, classes[0]), class_name(family, classes[1])),
     )

@@ -10,12 +10,17 @@ import os
 import re
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard.summary import hparams, text
 
 from src.events import EventWriter
+from src.pictures import png_bytes
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 HyperParameters = dict[str, int | float | str | bool]
 GROUPS = ("dataset", "model", "loss", "optimizer", "device")
@@ -67,13 +72,18 @@ class RunRecorder:
         hyperparameters: HyperParameters,
         start_epoch: int = 0,
         metrics: dict[str, float] | None = None,
+        history: dict[str, list[tuple[int, float]]] | None = None,
     ) -> None:
-        """`start_epoch` and `metrics` continue a resumed run: TensorBoard drops any events logged
-        after the checkpoint (purge_step), so the curve has no duplicated or backward steps."""
+        """`start_epoch`, `metrics` and `history` continue a resumed run: TensorBoard drops any events
+        logged after the checkpoint (purge_step), so the curve has no duplicated or backward steps."""
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.json"
         self.hyperparameters = hyperparameters
         self.final: dict[str, float] = dict(metrics or {})
+        self.history: dict[str, list[tuple[int, float]]] = {
+            tag: [(step, value) for step, value in points if step < start_epoch]
+            for tag, points in (history or {}).items()
+        }
         self.epochs = start_epoch
         self.status: str | None = None
         self.writer = EventWriter(run_dir / name, purge_step=start_epoch)
@@ -84,6 +94,7 @@ class RunRecorder:
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.scalar(tag, value, step)
         self.final[tag] = value
+        self.history.setdefault(tag, []).append((step, value))
         if tag == "train/loss":  # logged once per completed epoch
             self.epochs = step + 1
 
@@ -106,6 +117,18 @@ class RunRecorder:
         # it logged (the dashboard reads those values from the scalars themselves).
         for summary in hparams(self.hyperparameters, dict(self.final)):
             self.writer.summary(summary)
+
+    def picture(self, name: str, image: "Image.Image", step: int) -> Path:
+        """Save `image` as pictures/<name>.png and show it in TensorBoard's Images tab."""
+        data = png_bytes(image)
+        path = self.run_dir / "pictures" / f"{name}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        encoded = Summary.Image(
+            height=image.height, width=image.width, colorspace=3, encoded_image_string=data
+        )
+        self.writer.summary(Summary(value=[Summary.Value(tag=f"pictures/{name}", image=encoded)]), step)
+        return path
 
     def flush(self) -> None:
         """Write buffered events; called with each checkpoint so that both tell the same story."""

@@ -7,6 +7,7 @@ summary.md at the sweep root, prints the table, and exits 1 when a job failed.
 
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,33 @@ def write_summary(sweep_dir: Path, metric: str, direction: str) -> tuple[list[di
     return rows, table
 
 
+def read_curve(job_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """A scalar's (step, value) points from the TensorBoard events of one job."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it reports each file it finishes
+    points: list[tuple[int, float]] = []
+    for events in {path.parent for path in job_dir.rglob("events.out.tfevents.*")}:
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if tag in accumulator.Tags()["scalars"]:
+            points += [(event.step, event.value) for event in accumulator.Scalars(tag)]
+    return sorted(points)
+
+
+def write_sweep_figure(sweep_dir: Path, rows: list[dict[str, Any]], metric: str) -> Path:
+    """One chart with every job's curve of `metric` (train/loss if `metric` is only measured at the end)."""
+    from src.pictures import line_chart, png_bytes
+
+    tag = metric if not metric.startswith("test/") else "train/loss"
+    curves = {
+        f"#{row['job']} {row['overrides']}": read_curve(sweep_dir / str(row["job"]), tag) for row in rows
+    }
+    path = sweep_dir / "sweep_curves.png"
+    path.write_bytes(png_bytes(line_chart(curves, f"{tag} per job, best first", tag)))
+    return path
+
+
 class SweepSummary(Callback):
     """Hydra callback (conf/config.yaml, hydra.callbacks) that summarizes a finished sweep."""
 
@@ -94,7 +122,11 @@ class SweepSummary(Callback):
             return
         objective = config.objective
         rows, table = write_summary(sweep_dir, objective.metric, Direction(objective.direction).value)
+        figure = write_sweep_figure(sweep_dir, rows, objective.metric)
+        with (sweep_dir / "summary.md").open("a") as file:
+            file.write(f"\n![curves of every job]({figure.name})\n")
         print(table)
+        print(f"curves of every job: {figure}")
         failed = [row for row in rows if row.get("status") != "completed"]
         if failed:
             print(f"error: {len(failed)} of {len(rows)} jobs failed (see summary.md)", file=sys.stderr)

@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from src.checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
-from src.config import METRICS, register_configs, validate
+from src.config import register_configs, validate
+from src.console import EpochProgress, config_tree, summary
 from src.errors import ConfigError, UserError
 from src.experiment import build_experiment, identity
 from src.interrupt import Interrupted, StopSignals
 from src.outputs import HyperParameters, RunRecorder, hyperparameters, run_name, write_json_atomically
+from src.pictures import run_pictures
 from src.sweep import FailedRun
 from src.trainer import evaluate, fit, predict_probabilities
 
@@ -48,7 +51,7 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
 
     checkpoint_path = run_dir / "checkpoints" / "last.pt"
     resume_from = resume_path(cfg, checkpoint_path)
-    state = {"epoch": 0, "metrics": {}, "run_name": name}
+    state = {"epoch": 0, "metrics": {}, "history": {}, "run_name": name}
     if resume_from is not None:
         state = load_checkpoint(resume_from)
         restore_state(state, resume_from, model, optimizer, shuffle, identity(cfg))
@@ -58,21 +61,28 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     run_identity = identity(cfg)
     epochs_wanted, checkpoint_every = cfg.trainer.epochs, cfg.trainer.checkpoint_every
-    with RunRecorder(run_dir, name, config_yaml, params, state["epoch"], state["metrics"]) as recorder, \
-            StopSignals() as stop:  # fmt: skip
+    history = {tag: [tuple(point) for point in points] for tag, points in state["history"].items()}
+    recorder = RunRecorder(run_dir, name, config_yaml, params, state["epoch"], state["metrics"], history)
+    progress = EpochProgress(epochs_wanted, state["epoch"], enabled=cfg.trainer.progress)
+    with recorder, StopSignals() as stop, progress:
+
+        def log(tag: str, value: float, step: int) -> None:
+            recorder.scalar(tag, value, step)
+            progress.observe(tag, value)
 
         def save(epoch: int) -> None:
             recorder.flush()
-            save_checkpoint(checkpoint_path, capture_state(
-                model, optimizer, shuffle, epoch, run_identity, name, recorder.final))  # fmt: skip
+            snapshot = (epoch, run_identity, name, recorder.final, recorder.history)
+            save_checkpoint(checkpoint_path, capture_state(model, optimizer, shuffle, *snapshot))
 
         def after_epoch(epoch: int) -> bool:
+            progress.advance()
             if stop.requested or epoch % checkpoint_every == 0 or epoch == epochs_wanted:
                 save(epoch)
             return stop.requested
 
         epochs = fit(model, loss_fn, optimizer, data, epochs_wanted, cfg.trainer.batch_size, shuffle,
-                     log=recorder.scalar, start_epoch=state["epoch"], after_epoch=after_epoch)  # fmt: skip
+                     log=log, start_epoch=state["epoch"], after_epoch=after_epoch)  # fmt: skip
         if stop.requested:
             recorder.finish("interrupted")
             stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
@@ -84,6 +94,8 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
                 recorder.scalar(f"test/{metric}", value, cfg.trainer.epochs)
         elif data.test is not None:
             extra["predictions"] = predictions(model, loss_fn, data.test.inputs)
+        for picture_name, image in run_pictures(model, loss_fn, data, recorder.history).items():
+            recorder.picture(picture_name, image, epochs_wanted)
         return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
 
 
@@ -114,18 +126,6 @@ def parameters(model: nn.Module) -> dict[str, list]:
             for name, p in model.named_parameters()}  # fmt: skip
 
 
-def report(metrics: dict[str, Any], run_dir: Path) -> None:
-    """Print the run's outcome: the learned parameters, predictions and final metrics."""
-    for name, values in metrics["parameters"].items():
-        print(f"{name} = {', '.join(f'{v:.4f}' for v in values)}")
-    for x, probability in metrics.get("predictions", {}).items():
-        print(f"P(y=1 | x={x}) = {probability:.4f}")
-    for key in METRICS:
-        if key in metrics:
-            print(f"{key} = {metrics[key]:.4f}")
-    print(f"run directory: {run_dir}")
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | FailedRun:
     """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
@@ -133,8 +133,13 @@ def main(cfg: DictConfig) -> float | FailedRun:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    choices = dict(hydra_cfg.runtime.choices)
+    tree = config_tree(cfg, choices)
+    print(tree)
+    (run_dir / "config_tree.txt").write_text(tree + "\n")
+    started = time.perf_counter()
     try:
-        params = hyperparameters(cfg, dict(hydra_cfg.runtime.choices), overrides)
+        params = hyperparameters(cfg, choices, overrides)
         metrics = train(cfg, run_dir, run_name(overrides), params)
     except Interrupted as error:  # stops a sweep too: the user asked to stop
         print(f"{error}; resume with:\n  {resume_command(overrides, run_dir)}", file=sys.stderr)
@@ -152,7 +157,7 @@ def main(cfg: DictConfig) -> float | FailedRun:
         if in_sweep:
             return FailedRun(reason)  # the other jobs still run; the summary lists this one as failed
         sys.exit(user_error.exit_code)
-    report(metrics, run_dir)
+    print(summary(metrics, run_dir, time.perf_counter() - started))
     return metrics[cfg.objective.metric]
 
 

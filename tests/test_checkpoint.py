@@ -12,7 +12,10 @@ def make_state(seed=0):
     model(torch.ones(2, 3)).sum().backward()
     optimizer.step()
     shuffle = torch.Generator().manual_seed(seed)
-    state = capture_state(model, optimizer, shuffle, 7, {"model": "logistic"}, "run", {"train/loss": 0.5})
+    history = {"train/loss": [(0, 0.7), (1, 0.5)]}
+    state = capture_state(
+        model, optimizer, shuffle, 7, {"model": "logistic"}, "run", {"train/loss": 0.5}, history
+    )
     return model, optimizer, shuffle, state
 
 
@@ -30,6 +33,7 @@ def test_round_trip_restores_weights_optimizer_and_random_state(tmp_path):
     assert fresh_optimizer.state_dict()["state"][0]["step"] == 1
     assert torch.equal(torch.randperm(10, generator=fresh_shuffle), expected_draw)
     assert (loaded["epoch"], loaded["metrics"], loaded["run_name"]) == (7, {"train/loss": 0.5}, "run")
+    assert loaded["history"] == {"train/loss": [[0, 0.7], [1, 0.5]]}
 
 
 def test_a_save_that_fails_halfway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import yaml
+from PIL import Image
 
 from src.sweep import FailedRun, write_summary
 from tests.conftest import event_dir, read_scalars, run_cli, write_fake_dataset
@@ -71,6 +72,9 @@ def test_a_diverging_job_is_a_failed_row_and_the_others_still_run(tmp_path):
     failed = json.loads((sweep_dir / "1" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "diverged" in failed["reason"]
     assert "| rank | job | overrides |" in process.stdout  # the table is printed too
+    with Image.open(sweep_dir / "sweep_curves.png") as figure:  # one figure comparing the runs
+        figure.verify()
+    assert "![curves of every job](sweep_curves.png)" in (sweep_dir / "summary.md").read_text()
 
 
 def test_runs_are_named_by_their_settings_and_carry_hparams(tmp_path):

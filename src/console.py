@@ -1,0 +1,92 @@
+"""What a person sees in the terminal: the config as a tree, a progress bar, and a closing summary."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import METRICS
+
+
+def config_tree(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
+    """The resolved config as a tree, one key per line; each group is labelled with its chosen option."""
+    choices = choices or {}
+    lines = ["config"]
+
+    def walk(node: dict[str, Any], prefix: str, path: str) -> None:
+        for index, (key, value) in enumerate(node.items()):
+            last = index == len(node) - 1
+            branch, indent = ("└── ", "    ") if last else ("├── ", "│   ")
+            full_key = f"{path}{key}"
+            if isinstance(value, dict) and value:
+                label = f"{key} ({choices[full_key]})" if full_key in choices else key
+                lines.append(f"{prefix}{branch}{label}")
+                walk(value, prefix + indent, f"{full_key}/")
+            else:
+                lines.append(f"{prefix}{branch}{key}: {yaml_scalar(value)}")
+
+    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "", "")
+    return "\n".join(lines)
+
+
+def yaml_scalar(value: Any) -> str:
+    """A value as YAML writes it: null, true/false, numbers, [lists]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+class EpochProgress:
+    """A progress bar over epochs with the latest loss and accuracy.
+
+    Drawn on stderr only when stderr is a terminal and `enabled`; otherwise it does nothing, so piped
+    or logged output stays plain lines.
+    """
+
+    SHORT = {"train/loss": "loss", "val/loss": "val_loss", "val/accuracy": "val_acc"}
+
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        self._bar = None
+        self._latest: dict[str, float] = {}
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm  # imported only when a bar is drawn
+
+            self._bar = tqdm(total=total, initial=initial, unit="epoch", leave=False, dynamic_ncols=True)
+
+    def observe(self, tag: str, value: float) -> None:
+        if self._bar is not None and tag in self.SHORT:
+            self._latest[self.SHORT[tag]] = value
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(self._latest, refresh=False)
+            self._bar.update()
+
+    def __enter__(self) -> "EpochProgress":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def summary(metrics: dict[str, Any], run_dir: Path, seconds: float) -> str:
+    """The closing lines: what was learned, the final metrics, where the files are, how to look."""
+    lines = [f"{metrics['status']}: {metrics['epochs']} epochs in {seconds:.1f} s"]
+    for name, values in metrics.get("parameters", {}).items():
+        lines.append(f"{name} = {', '.join(f'{v:.4f}' for v in values)}")
+    for x, probability in metrics.get("predictions", {}).items():
+        lines.append(f"P(y=1 | x={x}) = {probability:.4f}")
+    lines += [f"{key} = {metrics[key]:.4f}" for key in METRICS if key in metrics]
+    lines.append(f"run directory: {run_dir}")
+    files = ["metrics.json", "checkpoints/last.pt", "config_tree.txt"]
+    files += sorted(str(p.relative_to(run_dir)) for p in (run_dir / "pictures").glob("*.png"))
+    lines.append(f"  {', '.join(files)}")
+    logdir = next((folder for folder in run_dir.parents if folder.name == "experiments"), run_dir)
+    if logdir.is_relative_to(Path.cwd()):
+        logdir = logdir.relative_to(Path.cwd())
+    lines.append(f"TensorBoard: tensorboard --logdir {logdir}")
+    return "\n".join(lines)

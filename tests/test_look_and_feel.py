@@ -1,0 +1,118 @@
+"""What a person sees: pictures in the run directory and TensorBoard, the config tree, the progress bar."""
+
+import fcntl
+import os
+import pty
+import struct
+import sys
+import termios
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src import pictures
+from tests.conftest import REPO, event_dir, write_fake_dataset
+
+
+def image_size(path):
+    with Image.open(path) as image:
+        image.verify()  # a valid PNG, not just a file
+    with Image.open(path) as image:
+        return image.format, image.size
+
+
+def test_nice_ticks_are_round_and_cover_the_range():
+    assert pictures.nice_ticks(0.0, 1.0) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert pictures.nice_ticks(3.2, 47.0) == [10.0, 20.0, 30.0, 40.0]
+
+
+def test_weight_map_colours_positive_red_and_negative_blue():
+    weights = np.zeros(28 * 28)
+    weights[0], weights[-1] = 2.0, -2.0
+    image = pictures.weight_map(weights, "8", "3")
+    assert image.size == (280, 280 + 44)
+    assert image.getpixel((5, 5)) == (255, 0, 0)  # the first weight, strongly positive
+    assert image.getpixel((275, 275)) == (0, 0, 255)  # the last, strongly negative
+    assert image.getpixel((140, 140)) == (255, 255, 255)  # zero weight: white
+
+
+def test_an_mnist_run_saves_its_pictures_and_shows_them_in_tensorboard(train_cli, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = write_fake_dataset(tmp_path / "data", train_count=600)
+    process, run_dir = train_cli("dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=2",
+                                 "optimizer.lr=0.001")  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    folder = run_dir / "pictures"
+    width, height = pictures.CHART_SIZE
+    assert image_size(folder / "loss_curve.png") == ("PNG", (width, height + 22 * 2 + 10))  # train + val
+    assert image_size(folder / "weight_map.png") == ("PNG", (280, 324))
+    fmt, (grid_width, _) = image_size(folder / "misclassified.png")
+    assert fmt == "PNG" and grid_width == pictures.GRID_COLUMNS * (28 * pictures.TILE_SCALE + 8) + 8
+    accumulator = EventAccumulator(str(event_dir(run_dir)))
+    accumulator.Reload()
+    assert {"pictures/loss_curve", "pictures/weight_map", "pictures/misclassified"} <= set(
+        accumulator.Tags()["images"]
+    )
+    weight_map = accumulator.Images("pictures/weight_map")[-1]
+    assert (weight_map.width, weight_map.height) == (280, 324)
+
+
+def test_the_config_is_printed_as_a_tree_and_saved(train_cli):
+    process, run_dir = train_cli("trainer.epochs=2", "loss=ce")
+    assert process.returncode == 0, process.stderr
+    tree = (run_dir / "config_tree.txt").read_text()
+    assert tree.startswith("config\n├── dataset (toy)\n")
+    assert "├── loss (ce)\n│   ├── _target_: src.losses.CrossEntropy\n│   └── reduction: sum\n" in tree
+    assert tree in process.stdout + "\n"
+    assert "completed: 2 epochs" in process.stdout and "TensorBoard: tensorboard --logdir" in process.stdout
+
+
+def test_piped_output_has_no_progress_bar(train_cli):
+    process, _ = train_cli("trainer.epochs=50")
+    assert process.returncode == 0
+    assert "\r" not in process.stdout and "\r" not in process.stderr
+    assert "epoch/s" not in process.stderr
+
+
+def run_in_terminal(*args):
+    """Run the real command on a pseudo-terminal 110 columns wide; returns everything it drew."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes the training process
+        os.chdir(REPO)
+        os.execvpe(
+            sys.executable,
+            [sys.executable, "-m", "src.train", *args],
+            {**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode()
+
+
+def test_a_terminal_shows_live_progress_then_a_clean_summary(tmp_path):
+    root = write_fake_dataset(tmp_path / "data")
+    code, screen = run_in_terminal("dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=3000",
+                                   f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert code == 0, screen
+    assert "epoch/s" in screen and "loss=" in screen and "val_acc=" in screen
+    after_bar = screen.replace("\r\n", "\n").rsplit("\r", 1)[-1]  # the bar redraws with \r, then clears
+
+    assert after_bar.lstrip().startswith("completed: 3000 epochs")
+
+
+def test_trainer_progress_false_draws_no_bar_even_in_a_terminal(tmp_path):
+    code, screen = run_in_terminal(
+        "trainer.epochs=300", "trainer.progress=false", f"hydra.run.dir={tmp_path}"
+    )
+    assert code == 0 and "epoch/s" not in screen
