@@ -105,9 +105,12 @@ def write_sweep_figure(sweep_dir: Path, rows: list[dict[str, Any]], metric: str)
     from src.pictures import line_chart, png_bytes
 
     tag = metric if not metric.startswith("test/") else "train/loss"
-    curves = {
-        f"#{row['job']} {row['overrides']}": read_curve(sweep_dir / str(row["job"]), tag) for row in rows
-    }
+    shared = set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
+
+    def label(row: dict[str, Any]) -> str:  # only what tells the jobs apart
+        return " ".join([f"#{row['job']}"] + [o for o in row["overrides"].split() if o not in shared])
+
+    curves = {label(row): read_curve(sweep_dir / str(row["job"]), tag) for row in rows}
     path = sweep_dir / "sweep_curves.png"
     path.write_bytes(png_bytes(line_chart(curves, f"{tag} per job, best first", tag)))
     return path
