@@ -29,9 +29,11 @@ def fit(
 
     Returns the number of epochs completed; raises TrainingDiverged when the loss stops being finite.
     """
+    # Labels in the form the loss compares against (floats for BCE), converted once for all epochs.
+    train = Split(data.train.inputs, loss_fn.prepare_targets(data.train.labels))
     for epoch in range(start_epoch, epochs):
         model.train()
-        train_loss = train_one_epoch(model, loss_fn, optimizer, data.train, batch_size, shuffle)
+        train_loss = train_one_epoch(model, loss_fn, optimizer, train, batch_size, shuffle)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
                 f"training diverged: train/loss became {train_loss} at epoch {epoch}; "
@@ -54,12 +56,12 @@ def train_one_epoch(
     batch_size: int | None,
     shuffle: torch.Generator,
 ) -> float:
-    """One pass over `split`; returns its loss as the loss's reduction defines it over the whole split.
+    """One pass over `split`, whose labels are already the loss's targets; returns the epoch's loss as
+    the loss's reduction defines it over the whole split.
 
     Full batch (batch_size null) is the tutorial's step: the loss is computed before the update.
     """
-    size = len(split)
-    targets = loss_fn.prepare_targets(split.labels)  # once per epoch, not once per step
+    size, targets = len(split), split.labels
     if batch_size is None or batch_size >= size:
         batches = iter([(split.inputs, targets)])
     else:
