@@ -34,8 +34,8 @@ def interrupt_after_first_checkpoint(process, run_dir, signal_number):
 @pytest.fixture
 def fake_run_args(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
-    return ["dataset=mnist_binary", f"dataset.root={root}", "trainer.batch_size=8", "trainer.epochs=1500",
-            "trainer.checkpoint_every=50"]  # fmt: skip
+    return ["dataset=mnist_binary", f"dataset.root={root}", "trainer.batch_size=8", "trainer.epochs=400",
+            "trainer.checkpoint_every=20"]  # fmt: skip
 
 
 def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
@@ -45,7 +45,7 @@ def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
     )
     assert code == 130, err
     metrics = json.loads((stopped / "metrics.json").read_text())
-    assert metrics["status"] == "interrupted" and 50 <= metrics["epochs"] < 1500
+    assert metrics["status"] == "interrupted" and 20 <= metrics["epochs"] < 400
     assert "resume with:" in err and "resume=true" in err
     resume_command = err.strip().splitlines()[-1].split()
     assert resume_command[:3] == ["python", "-m", "src.train"]
