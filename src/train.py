@@ -49,17 +49,16 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
     optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
     shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
 
-    checkpoint_path = run_dir / "checkpoints" / "last.pt"
+    checkpoint_path, run_identity = run_dir / "checkpoints" / "last.pt", identity(cfg)
     resume_from = resume_path(cfg, checkpoint_path)
     state = {"epoch": 0, "metrics": {}, "history": {}, "run_name": name}
     if resume_from is not None:
         state = load_checkpoint(resume_from)
-        restore_state(state, resume_from, model, optimizer, shuffle, identity(cfg))
+        restore_state(state, resume_from, model, optimizer, shuffle, run_identity)
         print(f"resuming from {resume_from} after epoch {state['epoch']}")
     name = state["run_name"] if resume_from == checkpoint_path else name  # one TensorBoard run
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    run_identity = identity(cfg)
     epochs_wanted, checkpoint_every = cfg.trainer.epochs, cfg.trainer.checkpoint_every
     history = {tag: [tuple(point) for point in points] for tag, points in state["history"].items()}
     recorder = RunRecorder(run_dir, name, config_yaml, params, state["epoch"], state["metrics"], history)
@@ -91,7 +90,7 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
         extra = {}
         if data.test is not None and data.test.labels is not None:
             for metric, value in evaluate(model, loss_fn, data.test).items():
-                recorder.scalar(f"test/{metric}", value, cfg.trainer.epochs)
+                recorder.scalar(f"test/{metric}", value, epochs_wanted)
         elif data.test is not None:
             extra["predictions"] = predictions(model, loss_fn, data.test.inputs)
         for picture_name, image in run_pictures(model, loss_fn, data, recorder.history).items():
