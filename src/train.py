@@ -76,9 +76,10 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
 
         def after_epoch(epoch: int) -> bool:
             progress.advance()
-            if stop.requested or epoch % checkpoint_every == 0 or epoch == epochs_wanted:
+            stopping = stop.requested  # read once: a signal arriving now must not skip the save
+            if stopping or epoch % checkpoint_every == 0 or epoch == epochs_wanted:
                 save(epoch)
-            return stop.requested
+            return stopping
 
         epochs = fit(model, loss_fn, optimizer, data, epochs_wanted, cfg.trainer.batch_size, shuffle,
                      log=log, start_epoch=state["epoch"], after_epoch=after_epoch)  # fmt: skip
