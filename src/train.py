@@ -135,8 +135,9 @@ def main(cfg: DictConfig) -> float | FailedRun:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     choices = dict(hydra_cfg.runtime.choices)
     tree = config_tree(cfg, choices)
-    print(tree)
     (run_dir / "config_tree.txt").write_text(tree + "\n")
+    if not in_sweep:  # a sweep's jobs differ only in their overrides, which Hydra prints
+        print(tree)
     started = time.perf_counter()
     try:
         params = hyperparameters(cfg, choices, overrides)
