@@ -83,3 +83,19 @@ class EventWriter:
     def close(self) -> None:
         self.flush()
         self._file.close()
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar logged in one folder of event files, as {tag: [(step, value), ...]}, with
+    TensorBoard's own reader (so purge steps are honoured as TensorBoard shows them)."""
+    import logging
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it reports each file it finishes
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+    }

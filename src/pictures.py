@@ -146,8 +146,6 @@ def mistakes_grid(
 def run_pictures(model, loss_fn, data, history: dict[str, list[tuple[int, float]]]) -> dict[str, Image.Image]:
     """Every picture that fits the run: its loss curves; for a linear model on square images the weight
     map; for a labelled test split its mistakes."""
-    import torch  # the drawing above needs no torch; this part reads the model
-
     from src.models import LogisticRegression
     from src.trainer import predict_probabilities
 
@@ -163,11 +161,10 @@ def run_pictures(model, loss_fn, data, history: dict[str, list[tuple[int, float]
     if test is not None and test.labels is not None and side * side == data.num_features and side > 1:
         probabilities = predict_probabilities(model, loss_fn, test.inputs)
         wrong = (probabilities > 0.5).long() != test.labels
-        with torch.no_grad():
-            pictures["misclassified"] = mistakes_grid(
-                test.inputs[wrong].cpu().numpy(),
-                probabilities[wrong].cpu().numpy(),
-                test.labels[wrong].cpu().numpy(),
-                data.class_names,
-            )
+        pictures["misclassified"] = mistakes_grid(
+            test.inputs[wrong].cpu().numpy(),
+            probabilities[wrong].cpu().numpy(),
+            test.labels[wrong].cpu().numpy(),
+            data.class_names,
+        )
     return pictures

@@ -7,7 +7,6 @@ summary.md at the sweep root, prints the table, and exits 1 when a job failed.
 
 import csv
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import METRICS, Direction
+from src.events import read_scalars
 
 
 class FailedRun:
@@ -88,16 +88,8 @@ def write_summary(sweep_dir: Path, metric: str, direction: str) -> tuple[list[di
 
 def read_curve(job_dir: Path, tag: str) -> list[tuple[int, float]]:
     """A scalar's (step, value) points from the TensorBoard events of one job."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it reports each file it finishes
-    points: list[tuple[int, float]] = []
-    for events in {path.parent for path in job_dir.rglob("events.out.tfevents.*")}:
-        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        if tag in accumulator.Tags()["scalars"]:
-            points += [(event.step, event.value) for event in accumulator.Scalars(tag)]
-    return sorted(points)
+    folders = {path.parent for path in job_dir.rglob("events.out.tfevents.*")}
+    return sorted(point for folder in folders for point in read_scalars(folder).get(tag, []))
 
 
 def write_sweep_figure(sweep_dir: Path, rows: list[dict[str, Any]], metric: str) -> Path:

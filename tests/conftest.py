@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from src import events
 from src.config import register_configs
 from src.data import IDX_FILES
 from src.idx import write_idx
@@ -92,14 +93,7 @@ def event_dir(run_dir: Path) -> Path:
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar TensorBoard holds for a run directory, as {tag: [(step, value), ...]}."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(str(event_dir(run_dir)), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {
-        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-        for tag in accumulator.Tags()["scalars"]
-    }
+    return events.read_scalars(event_dir(run_dir))
 
 
 def tutorial_run(seed: int, epochs: int = 1000) -> tuple[list[float], float, float]:
