@@ -5,8 +5,13 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: train test test-all bench lint format tensorboard clean
+.PHONY: help train test test-all bench lint format tensorboard clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # Re-installs when pyproject.toml changes. The stamp is written last, so a broken install retries.
 $(VENV)/.installed: pyproject.toml
@@ -14,31 +19,35 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-train: $(VENV)/.installed
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PYTHON) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+train: $(VENV)/.installed  ## the tutorial (or ARGS="overrides"): python -m src.train
 	$(PYTHON) -m src.train $(ARGS)
 
-# -n auto: one test worker per core (most tests start real training processes).
-test: $(VENV)/.installed
+# -n auto: one test worker per core.
+test: $(VENV)/.installed  ## the test suite (PYTEST_ARGS="-k name" to pick)
 	$(PYTHON) -m pytest -n auto $(PYTEST_ARGS)
 
-test-all: $(VENV)/.installed  ## including tests marked slow
+test-all: $(VENV)/.installed  ## the test suite including tests marked slow
 	$(PYTHON) -m pytest -n auto -m "" $(PYTEST_ARGS)
 
-# Prints the framework-vs-baseline table and writes BENCHMARKS.md (several minutes).
-bench: $(VENV)/.installed
-	$(PYTHON) -m pip install --quiet -e '.[dev,bench]'
+bench: $(VENV)/.installed-bench  ## side-by-side benchmarks; writes BENCHMARKS.md (BENCH_ARGS="--repeats 3")
 	$(PYTHON) -m benchmarks.bench $(BENCH_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed  ## ruff (style, imports) and mypy (types)
 	$(VENV)/bin/ruff check src tests benchmarks hydra_plugins
 	$(VENV)/bin/ruff format --check src tests benchmarks hydra_plugins
+	$(VENV)/bin/mypy
 
-format: $(VENV)/.installed
+format: $(VENV)/.installed  ## fix what ruff can fix
 	$(VENV)/bin/ruff format src tests benchmarks hydra_plugins
 	$(VENV)/bin/ruff check --fix src tests benchmarks hydra_plugins
 
-tensorboard: $(VENV)/.installed
+tensorboard: $(VENV)/.installed  ## serve every run under experiments/
 	$(VENV)/bin/tensorboard --logdir experiments
 
 clean:  ## run outputs only; keeps .venv and experiments/README.md
 	rm -rf experiments/runs experiments/multirun .pytest_cache
+	rmdir data 2>/dev/null || true

@@ -28,7 +28,7 @@ from src.idx import read_idx, write_idx
 from src.losses import BinaryCrossEntropy
 from src.models import LogisticRegression
 from src.outputs import RunRecorder
-from src.trainer import evaluate, fit, train_one_epoch
+from src.trainer import evaluate, train_epochs, train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
@@ -148,21 +148,21 @@ def hand_loop_epoch_seconds(data: ClassificationData, repeats: int) -> float:
 
 def framework_epoch_seconds(data: ClassificationData, repeats: int) -> float:
     model, optimizer = fresh_model()
-    loss_fn, shuffle = BinaryCrossEntropy("mean"), torch.Generator().manual_seed(0)
-    train = Split(data.train.inputs, loss_fn.prepare_targets(data.train.labels))  # as fit() prepares it
-    train_one_epoch(model, loss_fn, optimizer, train, BATCH_SIZE, shuffle)  # warm-up
+    head, shuffle = BinaryCrossEntropy("mean"), torch.Generator().manual_seed(0)
+    train = Split(data.train.inputs, head.prepare_targets(data.train.labels))  # as train_epochs prepares it
+    train_one_epoch(model, head, optimizer, train, BATCH_SIZE, shuffle)  # warm-up
     return median_seconds(
-        lambda: train_one_epoch(model, loss_fn, optimizer, train, BATCH_SIZE, shuffle), repeats
+        lambda: train_one_epoch(model, head, optimizer, train, BATCH_SIZE, shuffle), repeats
     )
 
 
-def framework_fit(data: ClassificationData, log: Callable[[str, float, int], None] | None = None) -> float:
+def framework_fit(data: ClassificationData) -> float:
     """The recipe's full training (with validation each epoch); returns test accuracy."""
     model, optimizer = fresh_model()
-    loss_fn = BinaryCrossEntropy("mean")
-    fit(model, loss_fn, optimizer, data, EPOCHS, BATCH_SIZE, torch.Generator().manual_seed(0),
-        log=log or (lambda *args: None))  # fmt: skip
-    return evaluate(model, loss_fn, data.test)["accuracy"]
+    head = BinaryCrossEntropy("mean")
+    for _ in train_epochs(model, head, optimizer, data, EPOCHS, BATCH_SIZE, torch.Generator().manual_seed(0)):
+        pass
+    return evaluate(model, head, data.test)["accuracy"]
 
 
 def sklearn_fit(data: ClassificationData) -> float:
@@ -250,20 +250,27 @@ def bench(repeats: int, workdir: Path) -> tuple[list[Row], str]:
 
     toy = load_toy([1.0, 2.0, 3.0], [0, 0, 1], [4.0])
 
-    def toy_fit(log: Callable[[str, float, int], None]) -> None:
+    def toy_fit(record: Callable[[int, dict[str, float]], None]) -> None:
         torch.manual_seed(0)
         model = LogisticRegression(1, 1)
-        fit(model, BinaryCrossEntropy("sum"), torch.optim.SGD(model.parameters(), lr=0.01), toy, 1000, None,
-            torch.Generator().manual_seed(0), log)  # fmt: skip
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        results = train_epochs(
+            model, BinaryCrossEntropy("sum"), optimizer, toy, 1000, None, torch.Generator().manual_seed(0)
+        )
+        for result in results:
+            record(result.epoch, result.metrics)
 
     def with_tensorboard() -> None:
         with RunRecorder(Path(tempfile.mkdtemp(dir=workdir)), "run", "", {"seed": 0}) as recorder:
-            toy_fit(recorder.scalar)
+            toy_fit(recorder.record_epoch)
             recorder.finish("completed")
 
-    toy_fit(lambda *args: None)  # warm-up
+    def ignore(epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    toy_fit(ignore)  # warm-up
     on = median_seconds(with_tensorboard, 3 * repeats)
-    off = median_seconds(lambda: toy_fit(lambda *args: None), 3 * repeats)
+    off = median_seconds(lambda: toy_fit(ignore), 3 * repeats)
     rows.append(
         Row("TensorBoard logging on vs off (toy, 1000 epochs)", on, off, "s", "< 1.10x", on < 1.10 * off)
     )

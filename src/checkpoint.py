@@ -1,13 +1,17 @@
 """Checkpoints: everything needed to continue a run exactly, written atomically, loaded safely.
 
-A checkpoint holds the model and optimizer states, the epochs completed, every random state the run
-draws from (torch's global generator and the batch-shuffling one), the last value of each logged
-scalar, the TensorBoard run name, and the configs that fix the model's shape and the data. Loading
-uses `torch.load(weights_only=True)`, which refuses any file that would run pickled code.
+`RunState` is what a checkpoint holds: the model and optimizer states, the epochs completed, every
+random state the run draws from (torch's global generator and the batch-shuffling one), the last value
+and the history of each logged scalar, the TensorBoard run name, and the identity of the experiment
+(the configs that fix the model's shape and the data, and the optimizer's class). Loading uses
+`torch.load(weights_only=True)`, which refuses any file that would run pickled code.
 """
 
-import os
+import io
 import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,79 +19,175 @@ import torch
 from torch import nn
 
 from src.errors import UserError
+from src.files import write_atomically
+
+Curve = list[tuple[int, float]]
 
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unsafe, damaged, or from a different experiment."""
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` via a temporary file, so a crash mid-write keeps the previous one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)  # atomic on POSIX: readers see the old file or the new one
-    finally:
-        temporary.unlink(missing_ok=True)
+@dataclass
+class RunState:
+    """A run after `epoch` completed epochs. Saved as a plain dict of tensors and values."""
 
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    torch_rng: torch.Tensor
+    shuffle_rng: torch.Tensor
+    identity: dict[str, str]
+    run_name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: dict[str, Curve] = field(default_factory=dict)
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The state saved at `path`, loaded without executing any pickled code."""
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; check the path, or start without resume")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects that only pickle code can rebuild "
-            f"({first_line[:160]}); only tensors and plain values are loaded"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path} ({error}); it is damaged") from None
+    @classmethod
+    def capture(
+        cls,
+        epoch: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        shuffle: torch.Generator,
+        identity: dict[str, str],
+        run_name: str,
+        metrics: dict[str, float],
+        history: dict[str, Curve],
+    ) -> "RunState":
+        """The state of a live run; copies what the run will go on changing."""
+        return cls(
+            epoch=epoch,
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            torch_rng=torch.get_rng_state(),
+            shuffle_rng=shuffle.get_state(),
+            identity=dict(identity),
+            run_name=run_name,
+            metrics=dict(metrics),
+            history={tag: list(points) for tag, points in history.items()},
+        )
 
+    def save(self, path: Path) -> None:
+        """Write to `path` via a temporary file, so a crash mid-write keeps the previous checkpoint."""
+        buffer = io.BytesIO()
+        torch.save(self._to_dict(), buffer)
+        write_atomically(path, buffer.getvalue())
 
-def capture_state(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    shuffle: torch.Generator,
-    epoch: int,
-    identity: dict[str, str],
-    run_name: str,
-    metrics: dict[str, float],
-    history: dict[str, list[tuple[int, float]]],
-) -> dict[str, Any]:
-    """The checkpoint's content after `epoch` completed epochs."""
-    return {
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
-        "identity": identity,
-        "run_name": run_name,
-        "metrics": dict(metrics),
-        "history": {tag: [list(point) for point in points] for tag, points in history.items()},
-    }
-
-
-def restore_state(
-    state: dict[str, Any],
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    shuffle: torch.Generator,
-    identity: dict[str, str],
-) -> None:
-    """Put model, optimizer and random generators back as they were; refuse another experiment's state."""
-    for key, expected in identity.items():
-        saved = state["identity"].get(key)
-        if saved != expected:
-            raise CheckpointError(
-                f"{path} was made with another {key} config ({saved!r}, this run has {expected!r}); "
-                "resume with the run's own settings, or start a new run directory"
+    @classmethod
+    def load(cls, path: Path) -> "RunState":
+        """The state saved at `path`, loaded without executing any pickled code."""
+        raw = _load_safely(path)
+        try:
+            return cls(
+                epoch=int(raw["epoch"]),
+                model=raw["model"],
+                optimizer=raw["optimizer"],
+                torch_rng=raw["rng"]["torch"],
+                shuffle_rng=raw["rng"]["shuffle"],
+                identity=raw["identity"],
+                run_name=raw["run_name"],
+                metrics=raw.get("metrics", {}),
+                history={
+                    tag: [(int(s), float(v)) for s, v in points] for tag, points in raw["history"].items()
+                },
             )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    shuffle.set_state(state["rng"]["shuffle"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{path} is not a checkpoint of this project (it lacks {error}); resume from a run's "
+                "checkpoints/last.pt"
+            ) from None
+
+    def check_identity(self, identity: dict[str, str], path: Path) -> None:
+        """Refuse a checkpoint of another experiment, naming what differs."""
+        for key, expected in identity.items():
+            saved = self.identity.get(key)
+            if saved is not None and saved != expected:
+                raise CheckpointError(
+                    f"{path} was made with another {key} config ({describe_difference(saved, expected)}); "
+                    "resume with the run's own settings, or start a new run directory"
+                )
+
+    def restore(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator
+    ) -> list[str]:
+        """Put model, optimizer and random generators back as they were.
+
+        The optimizer's hyperparameters (lr, momentum, ...) are the ones the command asks for, not the
+        saved ones: the command line wins. Returns one `optimizer.<key>: old -> new` line per change.
+        """
+        asked = [
+            {key: value for key, value in group.items() if key != "params"}
+            for group in optimizer.param_groups
+        ]
+        model.load_state_dict(self.model)
+        optimizer.load_state_dict(self.optimizer)
+        changes = []
+        for group, wanted in zip(optimizer.param_groups, asked, strict=True):
+            for key, value in wanted.items():
+                if key in group and group[key] != value:
+                    changes.append(f"optimizer.{key}: {_plain(group[key])} -> {_plain(value)}")
+                group[key] = value
+        torch.set_rng_state(self.torch_rng)
+        shuffle.set_state(self.shuffle_rng)
+        return list(dict.fromkeys(changes))
+
+    def _to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "rng": {"torch": self.torch_rng, "shuffle": self.shuffle_rng},
+            "identity": self.identity,
+            "run_name": self.run_name,
+            "metrics": self.metrics,
+            "history": {tag: [list(point) for point in points] for tag, points in self.history.items()},
+        }
+
+
+def describe_difference(saved: str, expected: str) -> str:
+    """`key: old -> new` for each line of two YAML texts that differs, or both texts if none lines up."""
+    import yaml
+
+    try:
+        old, new = yaml.safe_load(saved), yaml.safe_load(expected)
+    except yaml.YAMLError:
+        old, new = saved, expected
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = [key for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
+        return ", ".join(f"{key}: {_plain(old.get(key))} -> {_plain(new.get(key))}" for key in keys)
+    return f"{_plain(old)} -> {_plain(new)}"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_plain(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _load_safely(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; check the path, or start without resume")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
+        if unsafe is None:  # not a pickle that asks for code: bytes that are no checkpoint at all
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it is not a PyTorch file, or damaged"
+            ) from None
+        raise CheckpointError(
+            f"refusing to load {path}: it would run code ({unsafe.group(1)}) to rebuild its objects; "
+            "only tensors and plain values are loaded"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} ({first_line}); it is damaged") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{path} is not a checkpoint of this project; resume from a run's checkpoints/last.pt"
+        )
+    return raw

@@ -1,44 +1,30 @@
 """Config schema: one dataclass per config-group option, registered in Hydra's ConfigStore.
 
-The YAML files under conf/ hold the values; these schemas give every key a type, so OmegaConf rejects
-`optimizer.lr=abc` or a misspelled key while composing, before anything runs. Ranges that a type cannot
-express are checked once, in `validate`.
+The YAML files under conf/ hold every value; these schemas give each key its type, so OmegaConf rejects
+`optimizer.lr=abc` or a misspelled key while composing, before anything runs. Each schema checks its
+own ranges in its `check` method, which `validate` runs on the composed config turned into the schemas'
+objects. Checks that need two groups at once (a loss and the number of classes) live where the objects
+are built.
 """
 
 import secrets
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from src.data import ImageFamily
+from src.device import DeviceType
 from src.errors import ConfigError
-
-# The scalars a run logs, under these TensorBoard tags and metrics.json keys (a contract).
-METRICS = ("train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy")
-
-
-class ImageFamily(str, Enum):
-    mnist = "mnist"
-    fashion_mnist = "fashion_mnist"
+from src.losses import Reduction
+from src.metrics import SCALARS, Direction
 
 
-class Reduction(str, Enum):
-    sum = "sum"
-    mean = "mean"
-
-
-class Direction(str, Enum):
-    minimize = "minimize"
-    maximize = "maximize"
-
-
-class DeviceType(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-    auto = "auto"
+def require(condition: bool, message: str) -> None:
+    """Refuse a config in one line unless `condition` holds."""
+    if not condition:
+        raise ConfigError(message)
 
 
 # --- dataset ---------------------------------------------------------------------------------------
@@ -49,17 +35,35 @@ class ToyDataConfig:
     labels: list[int] = MISSING
     predict_inputs: list[float] = MISSING
 
+    def check(self) -> None:
+        require(
+            len(self.inputs) == len(self.labels) > 0,
+            "dataset.inputs and dataset.labels must be non-empty and of equal length, "
+            f"got {len(self.inputs)} and {len(self.labels)}",
+        )
+        require(set(self.labels) <= {0, 1}, f"dataset.labels must be 0 or 1, got {list(self.labels)}")
+
 
 @dataclass
 class ImagePairDataConfig:
     _target_: str = "src.data.load_image_pair"
     family: ImageFamily = MISSING
-    root: str | None = None  # null: the family's usual folder (see src.data.default_root)
+    root: str | None = MISSING  # null: the family's usual folder (see src.data.default_root)
     classes: list[int] = MISSING  # two digits/classes; the second is the positive class
     val_fraction: float = MISSING
-    download: bool = False
+    download: bool = MISSING
     mean: float = MISSING  # pixel statistics of the training split, used to normalize once
     std: float = MISSING
+
+    def check(self) -> None:
+        classes = list(self.classes)
+        require(len(classes) == 2, f"dataset.classes must name two classes, got {classes}")
+        require(all(0 <= c <= 9 for c in classes), f"dataset.classes must be digits 0-9, got {classes}")
+        require(len(set(classes)) == len(classes), f"dataset.classes must differ, got {classes}")
+        require(
+            0 <= self.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}"
+        )
+        require(self.std > 0, f"dataset.std must be positive, got {self.std}")
 
 
 # --- model -----------------------------------------------------------------------------------------
@@ -73,6 +77,9 @@ class MLPConfig:
     _target_: str = "src.models.MLP"
     hidden_size: int = MISSING
 
+    def check(self) -> None:
+        require(self.hidden_size >= 1, f"model.hidden_size must be at least 1, got {self.hidden_size}")
+
 
 # --- loss ------------------------------------------------------------------------------------------
 @dataclass
@@ -84,61 +91,95 @@ class LossConfig:
 # --- optimizer -------------------------------------------------------------------------------------
 # `_partial_` because the parameters only exist once the model is built.
 @dataclass
-class SGDConfig:
-    _target_: str = "torch.optim.SGD"
+class OptimizerConfig:
+    _target_: str = MISSING
     _partial_: bool = True
     lr: float = MISSING
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    nesterov: bool = False
+
+    def check(self) -> None:
+        require(self.lr > 0, f"optimizer.lr must be positive, got {self.lr}")
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name, 0.0)
+            require(value >= 0, f"optimizer.{name} must be >= 0, got {value}")
 
 
 @dataclass
-class AdamConfig:
+class SGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
+    momentum: float = MISSING
+    weight_decay: float = MISSING
+    nesterov: bool = MISSING
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
     _target_: str = "torch.optim.Adam"
-    _partial_: bool = True
-    lr: float = MISSING
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
+    betas: tuple[float, float] = MISSING
+    weight_decay: float = MISSING
+
+    def check(self) -> None:
+        super().check()
+        require(
+            all(0 <= beta < 1 for beta in self.betas),
+            f"optimizer.betas must be in [0, 1), got {list(self.betas)}",
+        )
 
 
 @dataclass
 class AdamWConfig(AdamConfig):
     _target_: str = "torch.optim.AdamW"
-    weight_decay: float = 0.01
 
 
 @dataclass
-class LBFGSConfig:
+class LBFGSConfig(OptimizerConfig):
     _target_: str = "torch.optim.LBFGS"
-    _partial_: bool = True
-    lr: float = MISSING
-    max_iter: int = 20
-    history_size: int = 100
-    line_search_fn: str | None = "strong_wolfe"
+    max_iter: int = MISSING
+    history_size: int = MISSING
+    line_search_fn: str | None = MISSING
+
+    def check(self) -> None:
+        super().check()
+        require(self.max_iter >= 1, f"optimizer.max_iter must be at least 1, got {self.max_iter}")
+        require(self.history_size >= 1, f"optimizer.history_size must be at least 1, got {self.history_size}")
 
 
-# --- device and trainer ----------------------------------------------------------------------------
-@dataclass
-class DeviceConfig:
-    type: DeviceType = MISSING
-
-
+# --- trainer and objective -------------------------------------------------------------------------
 @dataclass
 class TrainerConfig:
     epochs: int = MISSING
-    batch_size: int | None = None  # null: full batch, one step per epoch as in the tutorial
+    batch_size: int | None = MISSING  # null: full batch, one step per epoch as in the tutorial
     checkpoint_every: int = MISSING  # epochs between checkpoints; one is also written at the end
-    deterministic: bool = False  # torch.use_deterministic_algorithms
-    progress: bool = True  # a progress bar, when the output is a terminal
+    deterministic: bool = MISSING  # torch.use_deterministic_algorithms
+    progress: bool = MISSING  # a progress bar, when the output is a terminal
+    threads: str = MISSING  # CPU threads: auto (one) or a number
+
+    def check(self) -> None:
+        require(self.epochs >= 1, f"trainer.epochs must be at least 1, got {self.epochs}")
+        require(
+            self.batch_size is None or self.batch_size >= 1,
+            f"trainer.batch_size must be at least 1 or null, got {self.batch_size}",
+        )
+        require(
+            self.checkpoint_every >= 1,
+            f"trainer.checkpoint_every must be at least 1, got {self.checkpoint_every}",
+        )
+        require(
+            self.threads == "auto" or (self.threads.isdigit() and int(self.threads) >= 1),
+            f"trainer.threads must be auto or a number of threads (1 or more), got {self.threads}",
+        )
 
 
 @dataclass
 class ObjectiveConfig:
     """The metric a sweep ranks runs by and a search optimizes; the task function returns it."""
 
-    metric: str = "train/loss"
-    direction: Direction = Direction.minimize
+    metric: str = MISSING
+    direction: Direction = MISSING
+
+    def check(self) -> None:
+        require(
+            self.metric in SCALARS, f"objective.metric must be one of {', '.join(SCALARS)}, got {self.metric}"
+        )
 
 
 @dataclass
@@ -147,12 +188,24 @@ class Config:
     model: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING
-    device: DeviceConfig = field(default_factory=DeviceConfig)
+    device: DeviceType = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    seed: int = 0
-    resume: bool = False  # continue from this run directory's checkpoints/last.pt
-    ckpt_path: str | None = None  # continue from this checkpoint instead
+    seed: int = MISSING
+    resume: bool = MISSING  # continue from this run directory's checkpoints/last.pt
+    ckpt_path: str | None = MISSING  # continue from this checkpoint instead
+
+    def check(self) -> None:
+        require(0 <= self.seed < 2**64, f"seed must be between 0 and 2**64 - 1, got {self.seed}")
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {"toy": ToyDataConfig, "image_pair": ImagePairDataConfig},
+    "model": {"logistic": LogisticConfig, "mlp": MLPConfig},
+    "loss": {"loss": LossConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lbfgs": LBFGSConfig},
+    "trainer": {"trainer": TrainerConfig},
+}
 
 
 def register_configs() -> None:
@@ -166,76 +219,16 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
     store = ConfigStore.instance()
     store.store(group="schema", name="config", node=Config)
-    for group, name, node in [
-        ("dataset", "toy", ToyDataConfig),
-        ("dataset", "image_pair", ImagePairDataConfig),
-        ("model", "logistic", LogisticConfig),
-        ("model", "mlp", MLPConfig),
-        ("loss", "loss", LossConfig),
-        ("optimizer", "sgd", SGDConfig),
-        ("optimizer", "adam", AdamConfig),
-        ("optimizer", "adamw", AdamWConfig),
-        ("optimizer", "lbfgs", LBFGSConfig),
-        ("device", "device", DeviceConfig),
-        ("trainer", "trainer", TrainerConfig),
-    ]:
-        store.store(group=f"schema/{group}", name=name, node=node)
+    for group, options in SCHEMAS.items():
+        for name, node in options.items():
+            store.store(group=f"schema/{group}", name=name, node=node)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check what types cannot: ranges and combinations. Raises ConfigError naming the key."""
-    checks = [
-        (cfg.trainer.epochs >= 1, f"trainer.epochs must be at least 1, got {cfg.trainer.epochs}"),
-        (
-            cfg.trainer.batch_size is None or cfg.trainer.batch_size >= 1,
-            f"trainer.batch_size must be at least 1 or null, got {cfg.trainer.batch_size}",
-        ),
-        (
-            cfg.trainer.checkpoint_every >= 1,
-            f"trainer.checkpoint_every must be at least 1, got {cfg.trainer.checkpoint_every}",
-        ),
-        (cfg.optimizer.lr > 0, f"optimizer.lr must be positive, got {cfg.optimizer.lr}"),
-        (
-            cfg.optimizer.get("weight_decay", 0.0) >= 0,
-            f"optimizer.weight_decay must be >= 0, got {cfg.optimizer.get('weight_decay')}",
-        ),
-        (
-            cfg.optimizer.get("momentum", 0.0) >= 0,
-            f"optimizer.momentum must be >= 0, got {cfg.optimizer.get('momentum')}",
-        ),
-        (
-            cfg.model.get("hidden_size", 1) >= 1,
-            f"model.hidden_size must be at least 1, got {cfg.model.get('hidden_size')}",
-        ),
-        (
-            cfg.objective.metric in METRICS,
-            f"objective.metric must be one of {', '.join(METRICS)}, got {cfg.objective.metric}",
-        ),
-    ]
-    if "classes" in cfg.dataset:
-        classes = list(cfg.dataset.classes)
-        checks += [
-            (len(classes) == 2, f"dataset.classes must name two classes, got {classes}"),
-            (
-                all(0 <= c <= 9 for c in classes),
-                f"dataset.classes must be digits 0-9, got {classes}",
-            ),
-            (len(set(classes)) == len(classes), f"dataset.classes must differ, got {classes}"),
-            (
-                0 <= cfg.dataset.val_fraction < 1,
-                f"dataset.val_fraction must be in [0, 1), got {cfg.dataset.val_fraction}",
-            ),
-        ]
-    if "labels" in cfg.dataset:
-        inputs, labels = list(cfg.dataset.inputs), list(cfg.dataset.labels)
-        checks += [
-            (
-                len(inputs) == len(labels) > 0,
-                f"dataset.inputs and dataset.labels must be non-empty and of equal length, "
-                f"got {len(inputs)} and {len(labels)}",
-            ),
-            (set(labels) <= {0, 1}, f"dataset.labels must be 0 or 1, got {labels}"),
-        ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    """Run every schema's own checks on the composed config; ConfigError names the key at fault."""
+    pending: list[Any] = [OmegaConf.to_object(cfg)]
+    while pending:
+        node = pending.pop(0)
+        if hasattr(node, "check"):
+            node.check()
+        pending += [value for value in vars(node).values() if is_dataclass(value)]

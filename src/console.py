@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import METRICS
+from src.metrics import SCALARS, TRAIN_LOSS, VAL_ACCURACY, VAL_LOSS
 
 
 def config_tree(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
@@ -26,7 +26,9 @@ def config_tree(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
             else:
                 lines.append(f"{prefix}{branch}{key}: {yaml_scalar(value)}")
 
-    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "", "")
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert isinstance(container, dict)
+    walk({str(key): value for key, value in container.items()}, "", "")
     return "\n".join(lines)
 
 
@@ -46,23 +48,20 @@ class EpochProgress:
     or logged output stays plain lines.
     """
 
-    SHORT = {"train/loss": "loss", "val/loss": "val_loss", "val/accuracy": "val_acc"}
+    SHORT = {TRAIN_LOSS: "loss", VAL_LOSS: "val_loss", VAL_ACCURACY: "val_acc"}
 
     def __init__(self, total: int, initial: int, enabled: bool) -> None:
         self._bar = None
-        self._latest: dict[str, float] = {}
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm  # imported only when a bar is drawn
 
             self._bar = tqdm(total=total, initial=initial, unit="epoch", leave=False, dynamic_ncols=True)
 
-    def observe(self, tag: str, value: float) -> None:
-        if self._bar is not None and tag in self.SHORT:
-            self._latest[self.SHORT[tag]] = value
-
-    def advance(self) -> None:
+    def advance(self, metrics: dict[str, float]) -> None:
+        """One more epoch done, which measured `metrics`."""
         if self._bar is not None:
-            self._bar.set_postfix(self._latest, refresh=False)
+            shown = {short: metrics[tag] for tag, short in self.SHORT.items() if tag in metrics}
+            self._bar.set_postfix(shown, refresh=False)
             self._bar.update()
 
     def __enter__(self) -> "EpochProgress":
@@ -80,7 +79,7 @@ def summary(metrics: dict[str, Any], run_dir: Path, seconds: float) -> str:
         lines.append(f"{name} = {', '.join(f'{v:.4f}' for v in values)}")
     for x, probability in metrics.get("predictions", {}).items():
         lines.append(f"P(y=1 | x={x}) = {probability:.4f}")
-    lines += [f"{key} = {metrics[key]:.4f}" for key in METRICS if key in metrics]
+    lines += [f"{key} = {metrics[key]:.4f}" for key in SCALARS if key in metrics]
     lines.append(f"run directory: {run_dir}")
     files = ["metrics.json", "checkpoints/last.pt", "config_tree.txt"]
     files += sorted(str(p.relative_to(run_dir)) for p in (run_dir / "pictures").glob("*.png"))
@@ -90,3 +89,15 @@ def summary(metrics: dict[str, Any], run_dir: Path, seconds: float) -> str:
         logdir = logdir.relative_to(Path.cwd())
     lines.append(f"TensorBoard: tensorboard --logdir {logdir}")
     return "\n".join(lines)
+
+
+class BelowLevel:
+    """A logging filter that passes records below `level` (stdout gets info, stderr the warnings)."""
+
+    def __init__(self, level: str) -> None:
+        import logging
+
+        self.level = logging.getLevelName(level)
+
+    def filter(self, record: object) -> bool:
+        return getattr(record, "levelno", 0) < self.level

@@ -4,15 +4,20 @@ Everything is loaded, scaled and flattened once; the trainer then slices tensors
 """
 
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from src.config import ImageFamily
 from src.errors import DataError
 from src.idx import read_idx
+
+
+class ImageFamily(str, Enum):
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class ClassificationData:
     train: Split
     val: Split | None
     test: Split | None
-    class_names: tuple[str, str]
+    class_names: tuple[str, ...]
 
     @property
     def num_features(self) -> int:
@@ -117,7 +122,7 @@ def _locate_files(root: Path, family: ImageFamily, download: bool) -> dict[str, 
             f"{root.resolve()} and {folder.resolve()}; set dataset.root=DIR to a folder holding "
             "them, or dataset.download=true"
         )
-    return found
+    return {name: path for name, path in found.items() if path is not None}
 
 
 def _download(root: Path, family: ImageFamily) -> None:
@@ -184,6 +189,7 @@ def load_image_pair(
             raise DataError(f"{files[labels_name]} has no examples of classes {list(classes)}")
 
     train = splits["train"]
+    assert train.labels is not None
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator)
     num_val = round(len(train) * val_fraction)

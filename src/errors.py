@@ -15,7 +15,18 @@ class DataError(UserError):
     """Data that is missing, truncated or malformed."""
 
 
+class OutputError(UserError):
+    """A run's files cannot be written (a full disk, a read-only folder)."""
+
+
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 
     exit_code = 1
+
+
+def find_user_error(error: BaseException | None) -> UserError | None:
+    """The UserError behind `error`, if any (hydra's instantiate wraps what a target raises)."""
+    while error is not None and not isinstance(error, UserError):
+        error = error.__cause__
+    return error

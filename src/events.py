@@ -5,7 +5,10 @@ thread, about 50 us per scalar here: a quarter of a toy-set epoch. This writer n
 and builds, checksums and writes the events when `flush` is called (the run does so at each checkpoint
 and at the end) or once FLUSH_SECONDS have passed, so TensorBoard still follows a long run live.
 Records use TensorBoard's framing (TFRecord) with google-crc32c's C checksum instead of TensorBoard's
-pure-Python one, which alone cost 20 us per record.
+pure-Python one, which alone cost 20 us per record (it is the fallback where google-crc32c is missing).
+
+Every use of TensorBoard's formats in the project lives here: scalars, text, images, HParams, and
+reading scalars back.
 """
 
 import itertools
@@ -15,9 +18,13 @@ import struct
 import time
 from pathlib import Path
 
-import google_crc32c
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
+
+try:
+    from google_crc32c import value as crc32c
+except ImportError:  # a slower checksum, the same bytes
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c  # type: ignore[no-redef]
 
 FLUSH_SECONDS = 5.0
 _file_numbers = itertools.count()  # two writers in one process and second still get two files
@@ -25,7 +32,7 @@ _file_numbers = itertools.count()  # two writers in one process and second still
 
 def masked_crc32c(data: bytes) -> int:
     """The checksum TFRecord stores: CRC-32C, rotated and offset (TensorFlow's `MaskedCrc`)."""
-    crc = google_crc32c.value(data)
+    crc = crc32c(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
@@ -61,6 +68,27 @@ class EventWriter:
 
     def summary(self, summary: Summary, step: int = 0) -> None:
         self._add(Event(step=step, wall_time=time.time(), summary=summary))
+
+    def text(self, tag: str, markdown: str) -> None:
+        """Text for TensorBoard's Text tab."""
+        from torch.utils.tensorboard.summary import text
+
+        self.summary(text(tag, markdown))
+
+    def image(self, tag: str, png: bytes, width: int, height: int, step: int) -> None:
+        """A PNG for TensorBoard's Images tab."""
+        encoded = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
+        self.summary(Summary(value=[Summary.Value(tag=tag, image=encoded)]), step)
+
+    def hparams(
+        self, hyperparameters: dict[str, int | float | str | bool], metrics: dict[str, float]
+    ) -> None:
+        """A run's settings beside its final metrics, for TensorBoard's HParams tab (which reads the
+        metrics' values from the scalars themselves)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        for summary in hparams(hyperparameters, metrics):
+            self.summary(summary)
 
     def _add(self, event: Event | tuple[str, float, int, float]) -> None:
         self._pending.append(event)

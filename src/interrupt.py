@@ -17,7 +17,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class Interrupted(UserError):
-    """The run stopped on a signal after saving its state."""
+    """The run stopped on a signal after saving its state. The user asked: a sweep stops too."""
+
+    stops_sweep = True
 
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
@@ -52,6 +54,6 @@ class StopSignals:
 
     def hand_over(self) -> None:
         """Let the handler that was there before (submitit's requeue) act on the signal we caught."""
-        previous = self._previous.get(self.signal_number)
+        previous = self._previous.get(self.signal_number) if self.signal_number is not None else None
         if callable(previous) and self.signal_number == signal.SIGUSR2:
             previous(self.signal_number, None)

@@ -1,47 +1,42 @@
 """What a run leaves in its directory: TensorBoard events and a flat metrics.json.
 
-metrics.json keys (a contract other tools read): `status` ("completed" or "failed", then `reason`),
-`epochs` (completed), the last value of every scalar under its TensorBoard tag (`train/loss`, `val/loss`,
-`val/accuracy`, `test/loss`, `test/accuracy`), and `predictions` where the test inputs are unlabeled.
+metrics.json keys (a contract other tools read): `status` ("completed", "interrupted" or "failed", then
+`reason`), `epochs` (completed), the last value of every scalar under its TensorBoard tag (`train/loss`,
+`val/loss`, `val/accuracy`, `test/loss`, `test/accuracy`), and `predictions` where the test inputs are
+unlabeled.
 """
 
-import json
-import os
 import re
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard.summary import hparams, text
+from PIL import Image
 
 from src.events import EventWriter
+from src.files import write_atomically, write_json_atomically
 from src.pictures import png_bytes
 
-if TYPE_CHECKING:
-    from PIL import Image
-
 HyperParameters = dict[str, int | float | str | bool]
-GROUPS = ("dataset", "model", "loss", "optimizer", "device")
-
-
-def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON so that a reader never sees half a file, even if this process dies mid-write."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temporary, path)
+Curves = dict[str, list[tuple[int, float]]]
+GROUPS = ("dataset", "model", "loss", "optimizer")
+MAIN_KNOBS = ("device", "optimizer.lr", "optimizer.weight_decay", "loss.reduction", "trainer.epochs",
+              "trainer.batch_size", "seed")  # fmt: skip
 
 
 def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str]) -> HyperParameters:
     """The settings worth comparing across runs: each group's choice, the main knobs, and every override."""
     params: dict[str, Any] = {group: choices[group] for group in GROUPS if group in choices}
-    keys = ["optimizer.lr", "optimizer.weight_decay", "loss.reduction", "trainer.epochs",
-            "trainer.batch_size", "seed"]  # fmt: skip
-    keys += [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    keys = [*MAIN_KNOBS, *(override.split("=", 1)[0].lstrip("+~") for override in overrides)]
     for key in dict.fromkeys(keys):
-        value = choices[key] if key in choices else OmegaConf.select(cfg, key, default=None)
-        if key in choices or not isinstance(value, DictConfig | ListConfig):
+        if key in choices:
+            params[key] = choices[key]
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, ListConfig):  # TensorBoard has no lists: `dataset.classes=[4,9]` is "4,9"
+            params[key] = ",".join(str(item) for item in value)
+        elif not isinstance(value, DictConfig):
             params[key] = value
     # TensorBoard takes numbers, strings and booleans only.
     return {
@@ -57,7 +52,7 @@ def run_name(overrides: list[str]) -> str:
 
 
 class RunRecorder:
-    """Logs scalars to TensorBoard, remembers their last values, and writes metrics.json.
+    """Logs scalars to TensorBoard, remembers their last values and curves, and writes metrics.json.
 
     Events go to `run_dir/<run name>/`, so TensorBoard's run list shows each run's settings. Used as a
     context manager: leaving it by an exception before `finish` records `status: failed` and the reason,
@@ -72,7 +67,7 @@ class RunRecorder:
         hyperparameters: HyperParameters,
         start_epoch: int = 0,
         metrics: dict[str, float] | None = None,
-        history: dict[str, list[tuple[int, float]]] | None = None,
+        history: Curves | None = None,
     ) -> None:
         """`start_epoch`, `metrics` and `history` continue a resumed run: TensorBoard drops any events
         logged after the checkpoint (purge_step), so the curve has no duplicated or backward steps."""
@@ -80,7 +75,7 @@ class RunRecorder:
         self.metrics_path = run_dir / "metrics.json"
         self.hyperparameters = hyperparameters
         self.final: dict[str, float] = dict(metrics or {})
-        self.history: dict[str, list[tuple[int, float]]] = {
+        self.history: Curves = {
             tag: [(step, value) for step, value in points if step < start_epoch]
             for tag, points in (history or {}).items()
         }
@@ -89,14 +84,19 @@ class RunRecorder:
         self.writer = EventWriter(run_dir / name, purge_step=start_epoch)
         if start_epoch == 0:
             # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
-            self.writer.summary(text("config", "    " + config_yaml.replace("\n", "\n    ")))
+            self.writer.text("config", "    " + config_yaml.replace("\n", "\n    "))
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.scalar(tag, value, step)
-        self.final[tag] = value
-        self.history.setdefault(tag, []).append((step, value))
-        if tag == "train/loss":  # logged once per completed epoch
-            self.epochs = step + 1
+    def record_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """The metrics of epoch `epoch` (from 0), which is now completed."""
+        self.record(epoch, metrics)
+        self.epochs = epoch + 1
+
+    def record(self, step: int, metrics: dict[str, float]) -> None:
+        """Scalars at `step`, each under its tag."""
+        for tag, value in metrics.items():
+            self.writer.scalar(tag, value, step)
+            self.final[tag] = value
+            self.history.setdefault(tag, []).append((step, value))
 
     def finish(self, status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
         """Write metrics.json with the run's status and final values; returns what was written."""
@@ -108,26 +108,16 @@ class RunRecorder:
         metrics.update(self.final)
         metrics.update(extra)
         write_json_atomically(self.metrics_path, metrics)
-        self._write_hparams()
+        self.writer.hparams(self.hyperparameters, dict(self.final))
         self.writer.flush()
         return metrics
 
-    def _write_hparams(self) -> None:
-        # TensorBoard's HParams dashboard: this run's settings beside the final value of each scalar
-        # it logged (the dashboard reads those values from the scalars themselves).
-        for summary in hparams(self.hyperparameters, dict(self.final)):
-            self.writer.summary(summary)
-
-    def picture(self, name: str, image: "Image.Image", step: int) -> Path:
+    def picture(self, name: str, image: Image.Image, step: int) -> Path:
         """Save `image` as pictures/<name>.png and show it in TensorBoard's Images tab."""
         data = png_bytes(image)
         path = self.run_dir / "pictures" / f"{name}.png"
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(data)
-        encoded = Summary.Image(
-            height=image.height, width=image.width, colorspace=3, encoded_image_string=data
-        )
-        self.writer.summary(Summary(value=[Summary.Value(tag=f"pictures/{name}", image=encoded)]), step)
+        write_atomically(path, data)
+        self.writer.image(f"pictures/{name}", data, image.width, image.height, step)
         return path
 
     def flush(self) -> None:
@@ -144,5 +134,10 @@ class RunRecorder:
         traceback: TracebackType | None,
     ) -> None:
         if error is not None and self.status is None:  # not already finished, e.g. as interrupted
-            self.finish("failed", reason=str(error) or error_type.__name__)
+            reason = str(error) or (error_type.__name__ if error_type else "error")
+            try:
+                self.finish("failed", reason=reason)
+            finally:
+                self.writer.close()
+            return
         self.writer.close()

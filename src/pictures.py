@@ -1,4 +1,4 @@
-"""Pictures of a run, drawn with Pillow: loss curves, the logistic model's weight map, mistakes.
+"""Pictures drawn with Pillow: loss curves, a linear model's weight map, mistakes. Arrays in, images out.
 
 Pillow rather than matplotlib: matplotlib's import alone takes 0.4 s, a tenth of the whole default
 run, and these pictures need only lines, pixels and text.
@@ -7,7 +7,7 @@ run, and these pictures need only lines, pixels and text.
 import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -21,7 +21,7 @@ TILE_SCALE, GRID_COLUMNS, GRID_MAX = 3, 8, 32
 
 
 @functools.cache
-def font(size: int) -> ImageFont.ImageFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -42,7 +42,7 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def line_chart(curves: dict[str, Curve], title: str, y_label: str, x_label: str = "epoch") -> Image.Image:
+def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: str = "epoch") -> Image.Image:
     """Curves on shared axes, with a legend below: one line per curve, in its color."""
     curves = {name: [(x, y) for x, y in points if math.isfinite(y)] for name, points in curves.items()}
     curves = {name: points for name, points in curves.items() if points}
@@ -118,7 +118,7 @@ def weight_map(weights: np.ndarray, positive: str, negative: str) -> Image.Image
 
 
 def mistakes_grid(
-    images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, str]
+    images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
 ) -> Image.Image:
     """Misclassified test images (up to 32), each captioned with its true class and P(positive)."""
     side = int(math.isqrt(images.shape[1]))
@@ -141,30 +141,3 @@ def mistakes_grid(
         caption = f"{class_names[int(labels[index])]} p={probabilities[index]:.2f}"
         draw.text((x + tile // 2, y + tile + 4), caption, fill="black", font=font(11), anchor="mt")
     return image
-
-
-def run_pictures(model, loss_fn, data, history: dict[str, list[tuple[int, float]]]) -> dict[str, Image.Image]:
-    """Every picture that fits the run: its loss curves; for a linear model on square images the weight
-    map; for a labelled test split its mistakes."""
-    from src.models import LogisticRegression
-    from src.trainer import predict_probabilities
-
-    losses = {tag: history[tag] for tag in ("train/loss", "val/loss") if history.get(tag)}
-    pictures = {"loss_curve": line_chart(losses, "loss per epoch", f"loss ({loss_fn.reduction})")}
-    side = math.isqrt(data.num_features)
-    negative, positive = data.class_names
-    if isinstance(model, LogisticRegression) and side * side == data.num_features and side > 1:
-        weight = model.linear.weight.detach().cpu()
-        evidence = weight[0] if len(weight) == 1 else weight[1] - weight[0]  # positive minus negative logit
-        pictures["weight_map"] = weight_map(evidence.numpy(), positive, negative)
-    test = data.test
-    if test is not None and test.labels is not None and side * side == data.num_features and side > 1:
-        probabilities = predict_probabilities(model, loss_fn, test.inputs)
-        wrong = (probabilities > 0.5).long() != test.labels
-        pictures["misclassified"] = mistakes_grid(
-            test.inputs[wrong].cpu().numpy(),
-            probabilities[wrong].cpu().numpy(),
-            test.labels[wrong].cpu().numpy(),
-            data.class_names,
-        )
-    return pictures

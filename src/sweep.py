@@ -14,8 +14,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import METRICS, Direction
 from src.events import read_scalars
+from src.metrics import SCALARS, TRAIN_LOSS, Direction
 
 
 class FailedRun:
@@ -40,7 +40,7 @@ def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for job_dir in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.load(overrides_file) if overrides_file.is_file() else []
+        overrides: list[str] = list(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
         metrics_file = job_dir / "metrics.json"
         if metrics_file.is_file():
             metrics = json.loads(metrics_file.read_text())
@@ -64,7 +64,7 @@ def rank(rows: list[dict[str, Any]], metric: str, direction: str) -> list[dict[s
 def write_summary(sweep_dir: Path, metric: str, direction: str) -> tuple[list[dict[str, Any]], str]:
     """Write summary.csv and summary.md into `sweep_dir`; returns the ranked rows and the table."""
     rows = rank(collect_jobs(sweep_dir), metric, direction)
-    present = [m for m in [metric, *METRICS] if any(m in row for row in rows)]
+    present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
     columns = ["rank", "job", "overrides", "status", *dict.fromkeys(present), "epochs", "reason"]
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
@@ -96,7 +96,7 @@ def write_sweep_figure(sweep_dir: Path, rows: list[dict[str, Any]], metric: str)
     """One chart with every job's curve of `metric` (train/loss if `metric` is only measured at the end)."""
     from src.pictures import line_chart, png_bytes
 
-    tag = metric if not metric.startswith("test/") else "train/loss"
+    tag = metric if not metric.startswith("test/") else TRAIN_LOSS
     shared = set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
 
     def label(row: dict[str, Any]) -> str:  # only what tells the jobs apart

@@ -1,14 +1,16 @@
 """Entry point: `python -m src.train [overrides]`, or `-m` for a sweep. See conf/config.yaml.
 
-Reads as a table of contents: check the config, build data, loss, model and optimizer, train, test,
-write the results.
+`train` reads as a table of contents: check the config, build data, head, model and optimizer, restore
+a checkpoint if asked, then one `for` over the epochs (record, checkpoint when due, stop when asked),
+then test, draw and report.
 """
 
+import logging
 import os
 import shlex
 import signal
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,87 +18,126 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from src.checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
+from src.build import build_components, build_optimizer, identity
+from src.checkpoint import RunState
+from src.cli import run_guarded
 from src.config import register_configs, validate
 from src.console import EpochProgress, config_tree, summary
-from src.errors import ConfigError, UserError
-from src.experiment import build_experiment, identity
+from src.errors import ConfigError
+from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
-from src.outputs import HyperParameters, RunRecorder, hyperparameters, run_name, write_json_atomically
-from src.pictures import run_pictures
+from src.outputs import RunRecorder, hyperparameters, run_name
+from src.report import parameters, predictions, run_pictures, test_metrics
 from src.sweep import FailedRun
-from src.trainer import evaluate, fit, predict_probabilities
+from src.trainer import train_epochs
 
 register_configs()
+log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) -> dict[str, Any]:
-    """Run one experiment described by `cfg`, writing into `run_dir`; returns metrics.json's content."""
+@dataclass(frozen=True)
+class RunContext:
+    """What Hydra tells a run about itself: where it writes, what the command line changed."""
+
+    run_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    in_sweep: bool = False
+
+    @classmethod
+    def from_hydra(cls) -> "RunContext":
+        hydra_cfg = HydraConfig.get()
+        return cls(
+            run_dir=Path(hydra_cfg.runtime.output_dir),
+            overrides=list(hydra_cfg.overrides.task),
+            choices={key: str(value) for key, value in hydra_cfg.runtime.choices.items()},
+            in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
+        )
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+
+def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
+    """Run one experiment described by `cfg`, writing into `context.run_dir`; returns metrics.json's
+    content (and the learned parameters, when there are few)."""
     validate(cfg)
-    if cfg.trainer.deterministic:
-        torch.use_deterministic_algorithms(True)
-    experiment = build_experiment(cfg)
-    model, loss_fn, data = experiment.model, experiment.loss_fn, experiment.data
+    torch.use_deterministic_algorithms(cfg.trainer.deterministic)
+    parts = build_components(cfg)
+    model, head, data = parts.model, parts.head, parts.data
     if cfg.objective.metric.startswith("val/") and data.val is None:
         raise ConfigError(
             f"objective.metric={cfg.objective.metric} needs a validation split, which this dataset "
             "does not have; use objective.metric=train/loss"
         )
-    optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
+    optimizer = build_optimizer(cfg, model)
     shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
 
-    checkpoint_path, run_identity = run_dir / "checkpoints" / "last.pt", identity(cfg)
-    resume_from = resume_path(cfg, checkpoint_path)
-    state = {"epoch": 0, "metrics": {}, "history": {}, "run_name": name}
+    run_identity, name = identity(cfg), run_name(context.overrides)
+    start: tuple[int, dict[str, float], dict[str, list[tuple[int, float]]]] = (
+        0,
+        {},
+        {},
+    )  # done, last, curves
+    resume_from = resume_path(cfg, context.checkpoint_path)
     if resume_from is not None:
-        state = load_checkpoint(resume_from)
-        restore_state(state, resume_from, model, optimizer, shuffle, run_identity)
-        print(f"resuming from {resume_from} after epoch {state['epoch']}")
-    name = state["run_name"] if resume_from == checkpoint_path else name  # one TensorBoard run
+        state = RunState.load(resume_from)
+        state.check_identity(run_identity, resume_from)
+        for change in state.restore(model, optimizer, shuffle):
+            log.info(f"{change} (the command line wins)")
+        log.info(f"resuming from {resume_from} after epoch {state.epoch}")
+        start = state.epoch, state.metrics, state.history
+        if resume_from == context.checkpoint_path:
+            name = state.run_name  # one TensorBoard run
+    write_run_files(cfg, context)
 
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    epochs_wanted, checkpoint_every = cfg.trainer.epochs, cfg.trainer.checkpoint_every
-    history = {tag: [tuple(point) for point in points] for tag, points in state["history"].items()}
-    recorder = RunRecorder(run_dir, name, config_yaml, params, state["epoch"], state["metrics"], history)
-    progress = EpochProgress(epochs_wanted, state["epoch"], enabled=cfg.trainer.progress)
-    with recorder, StopSignals() as stop, progress:
+    epochs, checkpoint_every = cfg.trainer.epochs, cfg.trainer.checkpoint_every
+    recorder = RunRecorder(context.run_dir, name, OmegaConf.to_yaml(cfg, resolve=True),
+                           hyperparameters(cfg, context.choices, context.overrides), *start)  # fmt: skip
 
-        def log(tag: str, value: float, step: int) -> None:
-            recorder.scalar(tag, value, step)
-            progress.observe(tag, value)
+    def save_checkpoint(completed: int) -> None:
+        recorder.flush()  # the events and the checkpoint tell the same story
+        state = RunState.capture(completed, model, optimizer, shuffle, run_identity, name,
+                                 recorder.final, recorder.history)  # fmt: skip
+        state.save(context.checkpoint_path)
 
-        def save(epoch: int) -> None:
-            recorder.flush()
-            snapshot = (epoch, run_identity, name, recorder.final, recorder.history)
-            save_checkpoint(checkpoint_path, capture_state(model, optimizer, shuffle, *snapshot))
-
-        def after_epoch(epoch: int) -> bool:
-            progress.advance()
+    with recorder, StopSignals() as stop, EpochProgress(epochs, start[0], cfg.trainer.progress) as progress:
+        for result in train_epochs(
+            model, head, optimizer, data, epochs, cfg.trainer.batch_size, shuffle, start[0]
+        ):
+            recorder.record_epoch(result.epoch, result.metrics)
+            progress.advance(result.metrics)
             stopping = stop.requested  # read once: a signal arriving now must not skip the save
-            if stopping or epoch % checkpoint_every == 0 or epoch == epochs_wanted:
-                save(epoch)
-            return stopping
+            if stopping or result.completed % checkpoint_every == 0 or result.completed == epochs:
+                save_checkpoint(result.completed)
+            if stopping:
+                recorder.finish("interrupted")
+                stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
+                assert stop.signal_number is not None
+                raise Interrupted(
+                    f"stopped by {signal.Signals(stop.signal_number).name} after epoch {result.completed}; "
+                    f"resume with:\n  {resume_command(context)}",
+                    stop.signal_number,
+                )
 
-        epochs = fit(model, loss_fn, optimizer, data, epochs_wanted, cfg.trainer.batch_size, shuffle,
-                     log=log, start_epoch=state["epoch"], after_epoch=after_epoch)  # fmt: skip
-        if stop.requested:
-            recorder.finish("interrupted")
-            stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
-            signal_name = signal.Signals(stop.signal_number).name
-            raise Interrupted(f"stopped by {signal_name} after epoch {epochs}", stop.signal_number)
-        extra = {}
-        if data.test is not None and data.test.labels is not None:
-            for metric, value in evaluate(model, loss_fn, data.test).items():
-                recorder.scalar(f"test/{metric}", value, epochs_wanted)
-        elif data.test is not None:
-            extra["predictions"] = predictions(model, loss_fn, data.test.inputs)
-        for picture_name, image in run_pictures(model, loss_fn, data, recorder.history).items():
-            recorder.picture(picture_name, image, epochs_wanted)
+        recorder.record(epochs, test_metrics(model, head, data))
+        extra: dict[str, Any] = {}
+        if data.test is not None and data.test.labels is None:
+            extra["predictions"] = predictions(model, head, data.test.inputs)
+        for picture_name, image in run_pictures(model, head, data, recorder.history).items():
+            recorder.picture(picture_name, image, epochs)
         return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
+
+
+def write_run_files(cfg: DictConfig, context: RunContext) -> None:
+    """The resolved config as a tree, saved beside the run (and printed, for a single run)."""
+    tree = config_tree(cfg, context.choices)
+    write_atomically(context.run_dir / "config_tree.txt", (tree + "\n").encode())
+    if not context.in_sweep:  # a sweep's jobs differ only in their overrides, which Hydra prints
+        log.info(tree)
 
 
 def resume_path(cfg: DictConfig, checkpoint_path: Path) -> Path | None:
@@ -110,70 +151,35 @@ def resume_path(cfg: DictConfig, checkpoint_path: Path) -> Path | None:
     return None
 
 
-def predictions(model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor) -> dict[str, float]:
-    """Positive-class probability per unlabeled input, keyed by the input (`{"4.0": 0.88}`)."""
-    probabilities = predict_probabilities(model, loss_fn, inputs).tolist()
-    keys = [str(row[0]) if len(row) == 1 else str(i) for i, row in enumerate(inputs.tolist())]
-    return dict(zip(keys, probabilities, strict=True))
+def resume_command(context: RunContext) -> str:
+    """The command that continues this run where it stopped."""
+    kept = [o for o in context.overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "ckpt_path")]
+    words = ["python", "-m", "src.train", *kept, f"hydra.run.dir={context.run_dir}", "resume=true"]
+    return " ".join(shlex.quote(word) for word in words)
 
 
-def parameters(model: nn.Module) -> dict[str, list]:
-    """The model's weights as lists, when there are few enough to print (the toy set's w and b)."""
-    if sum(p.numel() for p in model.parameters()) > 8:
-        return {}
-    short = {"weight": "w", "bias": "b"}  # the tutorial's names
-    return {short.get(name.rsplit(".", 1)[-1], name): p.detach().cpu().flatten().tolist()
-            for name, p in model.named_parameters()}  # fmt: skip
+def record_failure(run_dir: Path, reason: str) -> None:
+    """metrics.json for a run that failed before it could record anything itself."""
+    path = run_dir / "metrics.json"
+    if run_dir.is_dir() and not path.exists():
+        write_json_atomically(path, {"status": "failed", "reason": reason, "epochs": 0})
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | FailedRun:
     """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    choices = dict(hydra_cfg.runtime.choices)
-    tree = config_tree(cfg, choices)
-    (run_dir / "config_tree.txt").write_text(tree + "\n")
-    if not in_sweep:  # a sweep's jobs differ only in their overrides, which Hydra prints
-        print(tree)
+    context = RunContext.from_hydra()
     started = time.perf_counter()
-    try:
-        params = hyperparameters(cfg, choices, overrides)
-        metrics = train(cfg, run_dir, run_name(overrides), params)
-    except Interrupted as error:  # stops a sweep too: the user asked to stop
-        print(f"{error}; resume with:\n  {resume_command(overrides, run_dir)}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None and not in_sweep:
-            raise  # a bug: show the traceback
-        reason = str(user_error or f"{type(error).__name__}: {error}")
-        if not (run_dir / "metrics.json").exists():  # failed before training started
-            write_json_atomically(
-                run_dir / "metrics.json", {"status": "failed", "reason": reason, "epochs": 0}
-            )
-        print(f"error: {reason}", file=sys.stderr)
-        if in_sweep:
-            return FailedRun(reason)  # the other jobs still run; the summary lists this one as failed
-        sys.exit(user_error.exit_code)
-    print(summary(metrics, run_dir, time.perf_counter() - started))
-    return metrics[cfg.objective.metric]
-
-
-def resume_command(overrides: list[str], run_dir: Path) -> str:
-    """The command that continues this run where it stopped."""
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "ckpt_path")]
-    words = ["python", "-m", "src.train", *kept, f"hydra.run.dir={run_dir}", "resume=true"]
-    return " ".join(shlex.quote(word) for word in words)
-
-
-def find_user_error(error: BaseException | None) -> UserError | None:
-    """The UserError behind `error`, if any (hydra's instantiate wraps what a target raises)."""
-    while error is not None and not isinstance(error, UserError):
-        error = error.__cause__
-    return error
+    outcome = run_guarded(
+        lambda: train(cfg, context),
+        in_sweep=context.in_sweep,
+        log_file=context.run_dir / f"{HydraConfig.get().job.name}.log",
+        record_failure=lambda reason: record_failure(context.run_dir, reason),
+    )
+    if isinstance(outcome, FailedRun):
+        return outcome
+    log.info(summary(outcome, context.run_dir, time.perf_counter() - started))
+    return outcome[cfg.objective.metric]
 
 
 if __name__ == "__main__":

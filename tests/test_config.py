@@ -1,41 +1,88 @@
+"""Config schema: every option composes and validates, types and names are checked, values said once."""
+
+import dataclasses
+
 import pytest
+import yaml
 from hydra.errors import ConfigCompositionException
+from omegaconf import MISSING
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from src import config
 from src.config import validate
 from src.errors import ConfigError
+from tests.helpers import CONF, compose_config, compose_with_choices
 
-OPTIONS = {
-    "dataset": ["toy", "mnist_binary", "fashion_mnist_binary"],
-    "model": ["logistic", "mlp"],
-    "loss": ["bce", "ce"],
-    "optimizer": ["sgd", "adam", "adamw", "lbfgs"],
-    "device": ["cpu", "cuda", "mps", "auto"],
-}
+# Read from conf/, so that a new YAML file is covered without editing this test.
+GROUPS = ("dataset", "model", "loss", "optimizer", "trainer", "experiment")
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 
 
-def test_defaults_are_the_tutorial(compose_config):
+def test_defaults_are_the_tutorial():
     cfg = compose_config()
     assert cfg.dataset.inputs == [1.0, 2.0, 3.0] and cfg.dataset.labels == [0, 0, 1]
     assert cfg.model._target_ == "src.models.LogisticRegression"
     assert cfg.loss._target_ == "src.losses.BinaryCrossEntropy" and cfg.loss.reduction == "sum"
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.lr == 0.01
-    assert cfg.trainer.epochs == 1000 and cfg.trainer.batch_size is None
+    assert cfg.trainer.epochs == 1000 and cfg.trainer.batch_size is None and cfg.device == "cpu"
     validate(cfg)
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g, options in OPTIONS.items() for o in options])
-def test_every_option_composes_and_validates(compose_config, group, option):
-    validate(compose_config(f"{group}={option}"))
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_every_option_composes_and_validates(group, option):
+    cfg, choices = compose_with_choices(f"{group}={option}")
+    assert choices[group] == option
+    validate(cfg)
 
 
-def test_dataset_recipe_applies_and_the_command_line_wins(compose_config):
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps", "auto"])
+def test_device_is_one_word(device):
+    assert compose_config(f"device={device}").device == device
+
+
+def test_every_value_has_one_home():
+    # Values live in conf/; a schema holds types and wiring (_target_, _partial_) only.
+    for options in config.SCHEMAS.values():
+        for schema in options.values():
+            for schema_field in dataclasses.fields(schema):
+                if not schema_field.name.startswith("_"):
+                    assert schema_field.default is MISSING, f"{schema.__name__}.{schema_field.name}"
+    # An option's YAML does not repeat what its schema's parent option already says.
+    for path in (CONF / "recipe").glob("*.yaml"):
+        assert "batch_size: 64" not in path.read_text() or path.stem == "image_classes"
+
+
+def test_dataset_recipe_applies_and_the_command_line_wins():
     mnist = compose_config("dataset=mnist_binary")
     assert (mnist.trainer.batch_size, mnist.loss.reduction, mnist.optimizer.lr) == (64, "mean", 0.1)
+    assert (mnist.trainer.epochs, compose_config("dataset=fashion_mnist_binary").trainer.epochs) == (20, 10)
     adam = compose_config("dataset=mnist_binary", "optimizer=adam")
     assert adam.optimizer.lr == 0.001  # the SGD-specific rate does not leak into Adam
     mine = compose_config("dataset=mnist_binary", "optimizer.lr=0.5", "trainer.batch_size=8")
     assert (mine.optimizer.lr, mine.trainer.batch_size) == (0.5, 8)
+
+
+def test_presets_compose():
+    assert compose_config("experiment=tutorial") == compose_config()
+    cfg, choices = compose_with_choices("experiment=bce_vs_ce")
+    assert choices["dataset"] == "mnist_binary"
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    for key in ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism"):
+        assert key in launcher
+
+
+def test_preset_sweep_lists_only_what_it_changes():
+    preset = yaml.safe_load((CONF / "experiment" / "bce_vs_ce.yaml").read_text())
+    assert preset["hydra"]["sweeper"]["params"] == {"loss": "bce,ce", "optimizer.lr": "0.01,0.1,0.3"}
 
 
 @pytest.mark.parametrize(
@@ -45,10 +92,11 @@ def test_dataset_recipe_applies_and_the_command_line_wins(compose_config):
         ("trainer.epochs=ten", ValidationError),
         ("optimizer.lrr=0.1", ConfigKeyError),
         ("loss.reduction=median", ValidationError),
+        ("device=tpu", ValidationError),
         ("dataset=imagenet", ConfigCompositionException),
     ],
 )
-def test_wrong_types_and_unknown_names_fail_while_composing(compose_config, override, error):
+def test_wrong_types_and_unknown_names_fail_while_composing(override, error):
     with pytest.raises((error, ConfigCompositionException)):
         compose_config(override)
 
@@ -59,15 +107,20 @@ def test_wrong_types_and_unknown_names_fail_while_composing(compose_config, over
         (["optimizer.lr=-1"], "optimizer.lr must be positive"),
         (["trainer.epochs=0"], "trainer.epochs must be at least 1"),
         (["trainer.batch_size=0"], "trainer.batch_size must be at least 1"),
+        (["trainer.threads=two"], "trainer.threads must be auto or a number"),
         (["optimizer.weight_decay=-0.1"], "optimizer.weight_decay must be >= 0"),
+        (["optimizer=adam", "optimizer.betas=[2,3]"], r"optimizer.betas must be in \[0, 1\)"),
         (["dataset=mnist_binary", "dataset.classes=[3,3]"], "dataset.classes must differ"),
         (["dataset=mnist_binary", "dataset.classes=[3,10]"], "must be digits 0-9"),
         (["dataset=mnist_binary", "dataset.classes=[1,2,3]"], "must name two classes"),
         (["dataset=mnist_binary", "dataset.val_fraction=1.0"], "val_fraction must be in"),
+        (["dataset=mnist_binary", "dataset.std=0"], "dataset.std must be positive"),
         (["model=mlp", "model.hidden_size=0"], "model.hidden_size must be at least 1"),
         (["dataset.labels=[0,2,1]"], "dataset.labels must be 0 or 1"),
+        (["objective.metric=val/f1"], "objective.metric must be one of"),
+        (["seed=99999999999999999999"], "seed must be between"),
     ],
 )
-def test_out_of_range_values_are_refused(compose_config, overrides, message):
+def test_out_of_range_values_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(compose_config(*overrides))

@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from src import data
-from src.config import ImageFamily
-from src.data import load_image_pair, load_toy
+from src.data import ImageFamily, load_image_pair, load_toy
 from src.errors import DataError
-from tests.conftest import write_fake_dataset
+from tests.helpers import write_fake_dataset
 
 PAIR = dict(family="mnist", classes=[3, 8], val_fraction=0.2, download=False, mean=0.5, std=0.25)
 

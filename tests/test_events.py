@@ -5,7 +5,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from src import events
 from src.events import EventWriter, tfrecord
-from tests.conftest import read_scalars
+from tests.helpers import read_scalars
 
 
 def test_records_are_framed_exactly_as_tensorboard_frames_them():

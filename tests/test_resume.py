@@ -1,24 +1,14 @@
-"""Reliability end to end: signals, exact resume, evaluation, determinism, bad data."""
+"""Reliability: signals, exact resume, changed settings on resume, evaluation, requeue."""
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from tests.conftest import REPO, read_scalars, run_cli, write_fake_dataset
-
-
-def start(*args):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "src.train", *args]
-    return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+from src.checkpoint import CheckpointError
+from src.evaluate import evaluate_checkpoint
+from tests.helpers import launch, read_metrics, read_scalars, train_here, write_fake_dataset
 
 
 def interrupt_after_first_checkpoint(process, run_dir, signal_number):
@@ -41,22 +31,21 @@ def fake_run_args(tmp_path):
 def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
     stopped = tmp_path / "stopped"
     code, _, err = interrupt_after_first_checkpoint(
-        start(*fake_run_args, f"hydra.run.dir={stopped}"), stopped, signal.SIGINT
+        launch(*fake_run_args, f"hydra.run.dir={stopped}", wait=False), stopped, signal.SIGINT
     )
     assert code == 130, err
-    metrics = json.loads((stopped / "metrics.json").read_text())
+    metrics = read_metrics(stopped)
     assert metrics["status"] == "interrupted" and 20 <= metrics["epochs"] < 400
-    assert "resume with:" in err and "resume=true" in err
+    assert "resume with:" in err and "resume=true" in err and "Traceback" not in err
     resume_command = err.strip().splitlines()[-1].split()
     assert resume_command[:3] == ["python", "-m", "src.train"]
 
-    resumed = run_cli(*resume_command[3:])
-    assert resumed.returncode == 0, resumed.stderr
+    train_here(stopped, *resume_command[3:])  # the printed command, continued in this process
     never_stopped = tmp_path / "never"
-    assert run_cli(*fake_run_args, f"hydra.run.dir={never_stopped}").returncode == 0
+    train_here(never_stopped, *fake_run_args)
 
     assert read_scalars(stopped) == read_scalars(never_stopped)  # one clean curve, exactly equal
-    finals = [json.loads((d / "metrics.json").read_text()) for d in (stopped, never_stopped)]
+    finals = [read_metrics(d) for d in (stopped, never_stopped)]
     assert finals[0] == finals[1] and finals[0]["status"] == "completed"
     weights = [
         torch.load(d / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -68,82 +57,91 @@ def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
 @pytest.mark.parametrize("signal_number,code", [(signal.SIGTERM, 143), (signal.SIGUSR2, 140)])
 def test_termination_and_preemption_signals_checkpoint_and_exit(tmp_path, signal_number, code):
     run_dir = tmp_path / "run"
-    process = start("trainer.epochs=100000", "trainer.checkpoint_every=200", f"hydra.run.dir={run_dir}")
+    process = launch(
+        "trainer.epochs=100000", "trainer.checkpoint_every=200", f"hydra.run.dir={run_dir}", wait=False
+    )
     returncode, _, err = interrupt_after_first_checkpoint(process, run_dir, signal_number)
     assert returncode == code, err
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert metrics["status"] == "interrupted" and checkpoint["epoch"] == metrics["epochs"] >= 200
     assert "Traceback" not in err
 
 
-def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+def test_resume_applies_a_changed_optimizer_setting_and_says_so(tmp_path, caplog):
     run_dir = tmp_path / "run"
-    assert run_cli("trainer.epochs=5", f"hydra.run.dir={run_dir}").returncode == 0
-    process = run_cli("model=mlp", "trainer.epochs=10", "resume=true", f"hydra.run.dir={run_dir}")
-    assert process.returncode == 2
-    assert process.stderr.strip().startswith("error: ") and "another model config" in process.stderr
-    assert len(process.stderr.strip().splitlines()) == 1
+    train_here(run_dir, "trainer.epochs=5")
+    with caplog.at_level("INFO", logger="src"):
+        train_here(run_dir, "trainer.epochs=10", "optimizer.lr=0.5", "resume=true")
+    assert "optimizer.lr: 0.01 -> 0.5 (the command line wins)" in caplog.text
+    # The same as 5 epochs at 0.01 then 5 at 0.5 without stopping: the new rate really applies.
+    losses = [value for _, value in read_scalars(run_dir)["train/loss"]]
+    at_001 = [value for _, value in read_scalars(_fresh(tmp_path, "a", "trainer.epochs=10"))["train/loss"]]
+    assert losses[:6] == at_001[:6] and losses[6] != at_001[6]
+
+
+def _fresh(tmp_path, name, *overrides):
+    train_here(tmp_path / name, *overrides)
+    return tmp_path / name
+
+
+def test_resume_refuses_another_model_or_optimizer_class(tmp_path):
+    run_dir = tmp_path / "run"
+    train_here(run_dir, "trainer.epochs=5")
+    with pytest.raises(CheckpointError, match="another model config"):
+        train_here(run_dir, "model=mlp", "trainer.epochs=10", "resume=true")
+    with pytest.raises(
+        CheckpointError, match=r"another optimizer config \(torch.optim.SGD -> torch.optim.Adam\)"
+    ):
+        train_here(run_dir, "optimizer=adam", "trainer.epochs=10", "resume=true")
 
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
-    process = run_cli("resume=true", f"hydra.run.dir={tmp_path / 'new'}")
-    assert (
-        process.returncode == 2 and "no checkpoint at" in process.stderr and "Traceback" not in process.stderr
-    )
+    with pytest.raises(CheckpointError, match="last.pt does not exist"):
+        train_here(tmp_path / "new", "resume=true")
 
 
 def test_evaluate_recomputes_what_training_reported(tmp_path, fake_run_args):
     run_dir = tmp_path / "run"
-    assert run_cli(*fake_run_args[:3], "trainer.epochs=3", f"hydra.run.dir={run_dir}").returncode == 0
-    process = subprocess.run(
-        [sys.executable, "-m", "src.evaluate", f"ckpt_path={run_dir}/checkpoints/last.pt"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    assert process.returncode == 0, process.stderr
-    recomputed, trained = json.loads(process.stdout), json.loads((run_dir / "metrics.json").read_text())
+    trained = train_here(run_dir, *fake_run_args[:3], "trainer.epochs=3")
+    _write_hydra_config(run_dir, *fake_run_args[:3], "trainer.epochs=3")
+    recomputed = evaluate_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert recomputed["test/accuracy"] == trained["test/accuracy"]
     assert recomputed["test/loss"] == trained["test/loss"]
 
 
-def test_evaluate_predicts_the_toy_input(tmp_path):
+def _write_hydra_config(run_dir, *overrides):
+    """What Hydra saves beside a run started by the command (RUN/.hydra/config.yaml)."""
+    from omegaconf import OmegaConf
+
+    from tests.helpers import compose_config
+
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(compose_config(*overrides), run_dir / ".hydra" / "config.yaml")
+
+
+def test_evaluate_predicts_the_toy_input_from_the_command_line(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli(f"hydra.run.dir={run_dir}").returncode == 0
-    process = subprocess.run(
-        [sys.executable, "-m", "src.evaluate", f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    assert launch(f"hydra.run.dir={run_dir}", "trainer.epochs=50").returncode == 0
+    process = launch(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
     assert process.returncode == 0, process.stderr
+    import json
+
     predicted = json.loads(process.stdout)["predictions"]["4.0"]
-    assert predicted == json.loads((run_dir / "metrics.json").read_text())["predictions"]["4.0"]
+    assert predicted == read_metrics(run_dir)["predictions"]["4.0"]
+    missing = launch("ckpt_path=nope.pt", module="src.evaluate")
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2,
+        "error: nope.pt does not exist; give a run's checkpoints/last.pt",
+    )
+    assert launch("--help", module="src.evaluate").returncode == 0
 
 
-def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, fake_run_args):
-    args = [*fake_run_args[:3], "trainer.epochs=3", "trainer.deterministic=true"]
-    results = {}
-    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        assert run_cli(*args, f"seed={seed}", f"hydra.run.dir={tmp_path / name}").returncode == 0
-        results[name] = json.loads((tmp_path / name / "metrics.json").read_text())
-    assert results["a"] == results["b"]
-    assert results["a"]["val/loss"] != results["c"]["val/loss"]
-
-
-def test_a_truncated_data_file_is_one_line_naming_it(tmp_path):
-    root = write_fake_dataset(tmp_path / "data", gz=False)
-    labels = root / "t10k-labels-idx1-ubyte"
-    labels.write_bytes(labels.read_bytes()[:-10])
-    process = run_cli("dataset=mnist_binary", f"dataset.root={root}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert process.returncode == 2
-    assert process.stderr.strip().splitlines() == [
-        f"error: {labels} holds 98 bytes but its header promises 108 (truncated or corrupt); replace it"
-    ]
-
-
-def test_a_job_requeued_by_slurm_resumes_by_itself(tmp_path, monkeypatch):
+def test_a_job_requeued_by_slurm_resumes_by_itself(tmp_path, monkeypatch, caplog):
     run_dir = tmp_path / "run"
-    assert run_cli("trainer.epochs=10", f"hydra.run.dir={run_dir}").returncode == 0
+    train_here(run_dir, "trainer.epochs=10")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    process = run_cli("trainer.epochs=20", f"hydra.run.dir={run_dir}")
-    assert process.returncode == 0, process.stderr
-    assert f"resuming from {run_dir}/checkpoints/last.pt after epoch 10" in process.stdout
+    with caplog.at_level("INFO", logger="src"):
+        train_here(run_dir, "trainer.epochs=20")
+    assert f"resuming from {run_dir}/checkpoints/last.pt after epoch 10" in caplog.text
     assert [step for step, _ in read_scalars(run_dir)["train/loss"]] == list(range(20))

@@ -8,7 +8,7 @@ import yaml
 from PIL import Image
 
 from src.sweep import FailedRun, write_summary
-from tests.conftest import event_dir, read_scalars, run_cli, write_fake_dataset
+from tests.helpers import event_dir, launch, read_scalars, train_here, write_fake_dataset
 
 
 def make_job(sweep_dir, number, overrides, metrics):
@@ -47,7 +47,7 @@ def test_a_failed_run_refuses_to_be_a_number():
 
 def sweep(tmp_path, *overrides):
     sweep_dir = tmp_path / "sweep"
-    process = run_cli("-m", *overrides, f"hydra.sweep.dir={sweep_dir}")
+    process = launch("-m", *overrides, f"hydra.sweep.dir={sweep_dir}")
     return process, sweep_dir
 
 
@@ -56,10 +56,15 @@ def summary_rows(sweep_dir):
         return list(csv.DictReader(file))
 
 
-def test_a_diverging_job_is_a_failed_row_and_the_others_still_run(tmp_path):
+def test_a_sweep_ranks_its_jobs_keeps_failures_and_names_runs_by_their_settings(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
     process, sweep_dir = sweep(tmp_path, "loss=bce,ce", "optimizer.lr=0.01,1e38", "trainer.epochs=30")
     assert process.returncode == 1
     assert "error: 2 of 4 jobs failed" in process.stderr
+    jobs = sorted(path.name for path in sweep_dir.iterdir() if path.is_dir() and path.name.isdigit())
+    assert jobs == ["0", "1", "2", "3"]
     rows = summary_rows(sweep_dir)
     assert [row["status"] for row in rows] == ["completed", "completed", "failed", "failed"]
     assert {row["overrides"] for row in rows[:2]} == {
@@ -76,20 +81,24 @@ def test_a_diverging_job_is_a_failed_row_and_the_others_still_run(tmp_path):
         figure.verify()
     assert "![curves of every job](sweep_curves.png)" in (sweep_dir / "summary.md").read_text()
 
-
-def test_runs_are_named_by_their_settings_and_carry_hparams(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    process, sweep_dir = sweep(tmp_path, "loss=bce,ce", "trainer.epochs=3")
-    assert process.returncode == 0, process.stderr
-    assert event_dir(sweep_dir / "1") == sweep_dir / "1" / "loss=ce,trainer.epochs=3"
-    accumulator = EventAccumulator(str(event_dir(sweep_dir / "1")))
+    assert event_dir(sweep_dir / "2") == sweep_dir / "2" / "loss=ce,optimizer.lr=0.01,trainer.epochs=30"
+    accumulator = EventAccumulator(str(event_dir(sweep_dir / "2")))
     accumulator.Reload()
     content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
-    assert hparams["loss"].string_value == "ce" and hparams["trainer.epochs"].number_value == 3
+    assert hparams["loss"].string_value == "ce" and hparams["trainer.epochs"].number_value == 30
     assert hparams["optimizer.lr"].number_value == 0.01
+
+
+def test_a_bug_in_a_sweep_job_is_a_failed_row_with_its_traceback_in_the_jobs_log(tmp_path):
+    process, sweep_dir = sweep(
+        tmp_path, "dataset._target_=builtins.len,src.data.load_toy", "trainer.epochs=2"
+    )
+    assert process.returncode == 1 and "Traceback" not in process.stderr
+    rows = {row["job"]: row for row in summary_rows(sweep_dir)}
+    assert rows["1"]["status"] == "completed" and rows["0"]["status"] == "failed"
+    assert "len()" in rows["0"]["reason"]
+    assert "Traceback (most recent call last)" in (sweep_dir / "0" / "train.log").read_text()
 
 
 def test_a_job_in_a_sweep_gives_the_numbers_of_the_same_run_alone(tmp_path):
@@ -97,11 +106,11 @@ def test_a_job_in_a_sweep_gives_the_numbers_of_the_same_run_alone(tmp_path):
     common = ["dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=4", "trainer.batch_size=16"]
     process, sweep_dir = sweep(tmp_path, *common, "loss=bce,ce", "seed=5,6")
     assert process.returncode == 0, process.stderr
-    alone = run_cli(*common, "loss=ce", "seed=6", f"hydra.run.dir={tmp_path / 'alone'}")
-    assert alone.returncode == 0, alone.stderr
+    alone = tmp_path / "alone"
+    train_here(alone, *common, "loss=ce", "seed=6")
     in_sweep = json.loads((sweep_dir / "3" / "metrics.json").read_text())
-    assert in_sweep == json.loads((tmp_path / "alone" / "metrics.json").read_text())
-    assert read_scalars(sweep_dir / "3") == read_scalars(tmp_path / "alone")
+    assert in_sweep == json.loads((alone / "metrics.json").read_text())
+    assert read_scalars(sweep_dir / "3") == read_scalars(alone)
 
 
 @pytest.mark.parametrize("launcher", ["hydra/launcher=joblib", "hydra/launcher=submitit_local"])
@@ -117,20 +126,10 @@ def test_launchers_run_every_job_in_its_own_directory(tmp_path, launcher):
         assert len(read_scalars(sweep_dir / str(job))["train/loss"]) >= 1  # its own writer and events
 
 
-def test_slurm_launcher_config_composes():
-    process = run_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra")
-    assert process.returncode == 0, process.stderr
-    launcher = yaml.safe_load(process.stdout)["hydra"]["launcher"]
-    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
-    assert launcher["partition"] == "gpu"
-    for key in ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism"):
-        assert key in launcher
-
-
 def optuna_search(tmp_path, name, *overrides):
     sweep_dir = tmp_path / name
-    process = run_cli("hparams_search=optuna_lr", "hydra.sweeper.n_trials=6", "trainer.epochs=30",
-                      *overrides, f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+    process = launch("hparams_search=optuna_lr", "hydra.sweeper.n_trials=6", "trainer.epochs=30",
+                     *overrides, f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     return process, sweep_dir
 
 
@@ -153,14 +152,3 @@ def test_a_diverging_optuna_trial_is_a_failed_row_not_a_crash(tmp_path):
     statuses = [row["status"] for row in summary_rows(sweep_dir)]
     assert len(statuses) == 6 and "failed" in statuses
     assert process.returncode == (0 if set(statuses) == {"completed"} else 1)
-
-
-def test_experiment_presets_compose():
-    tutorial = run_cli("experiment=tutorial", "--cfg", "job")
-    defaults = run_cli("--cfg", "job")
-    assert tutorial.returncode == 0 and tutorial.stdout == defaults.stdout
-    comparison = run_cli("experiment=bce_vs_ce", "--cfg", "hydra")
-    hydra = yaml.safe_load(comparison.stdout)["hydra"]
-    assert hydra["mode"] == "MULTIRUN"
-    assert hydra["sweeper"]["params"] == {"loss": "bce,ce", "optimizer.lr": "0.01,0.1,0.3"}
-    assert hydra["runtime"]["choices"]["dataset"] == "mnist_binary"

@@ -1,3 +1,5 @@
+"""The training loop on tensors: the tutorial's numbers, mini-batches, validation, divergence."""
+
 import pytest
 import torch
 
@@ -5,8 +7,8 @@ from src.data import ClassificationData, Split, load_toy
 from src.errors import TrainingDiverged
 from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP, LogisticRegression
-from src.trainer import evaluate, fit, train_one_epoch
-from tests.conftest import tutorial_run
+from src.trainer import evaluate, train_epochs, train_one_epoch
+from tests.helpers import tutorial_run
 
 
 def generator(seed: int) -> torch.Generator:
@@ -17,15 +19,22 @@ def toy() -> ClassificationData:
     return load_toy([1.0, 2.0, 3.0], [0, 0, 1], [4.0])
 
 
+def collect(results) -> dict[str, list[tuple[int, float]]]:
+    """The curves of every metric the epochs yielded, as {tag: [(epoch, value), ...]}."""
+    logged = {}
+    for result in results:
+        for tag, value in result.metrics.items():
+            logged.setdefault(tag, []).append((result.epoch, value))
+    return logged
+
+
 def fit_toy(seed, loss=None, optimizer=torch.optim.SGD, lr=0.01, epochs=1000, batch_size=None):
     loss = loss or BinaryCrossEntropy("sum")
     data = toy()
     torch.manual_seed(seed)
     model = LogisticRegression(1, loss.num_outputs(2))
-    logged = {}
-    fit(model, loss, optimizer(model.parameters(), lr=lr), data, epochs, batch_size, generator(seed),
-        log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
-    return model, logged
+    optimizer = optimizer(model.parameters(), lr=lr)
+    return model, collect(train_epochs(model, loss, optimizer, data, epochs, batch_size, generator(seed)))
 
 
 @pytest.mark.parametrize("seed", [0, 7])
@@ -74,9 +83,8 @@ def test_validation_metrics_are_logged_each_epoch_and_learning_happens():
     data = ClassificationData(make_blobs(seed=0), make_blobs(seed=1), None, ("a", "b"))
     torch.manual_seed(0)
     model, loss = MLP(5, 1, hidden_size=8), BinaryCrossEntropy("mean")
-    logged = {}
-    fit(model, loss, torch.optim.Adam(model.parameters(), lr=0.05), data, 15, 32, generator(0),
-        log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
+    logged = collect(train_epochs(model, loss, torch.optim.Adam(model.parameters(), lr=0.05), data, 15, 32,
+                                  generator(0)))  # fmt: skip
     assert [step for step, _ in logged["val/accuracy"]] == list(range(15))
     assert logged["val/accuracy"][-1][1] > 0.9
     assert logged["val/loss"][-1][1] < logged["val/loss"][0][1]
@@ -96,12 +104,20 @@ def test_shuffling_is_seeded():
     assert losses(1) != losses(2)
 
 
-def test_divergence_stops_at_that_epoch_after_logging_the_earlier_ones():
+def test_divergence_stops_at_that_epoch_after_yielding_the_earlier_ones():
+    torch.manual_seed(2)
+    model, loss = LogisticRegression(1, 1), BinaryCrossEntropy("sum")
+    epochs = train_epochs(
+        model, loss, torch.optim.SGD(model.parameters(), lr=1e38), toy(), 100, None, generator(0)
+    )
+    assert [next(epochs).epoch, next(epochs).epoch] == [0, 1]
     with pytest.raises(TrainingDiverged, match="train/loss became nan at epoch 2; lower optimizer.lr"):
-        logged = {}
-        data = toy()
-        torch.manual_seed(2)
-        model, loss = LogisticRegression(1, 1), BinaryCrossEntropy("sum")
-        fit(model, loss, torch.optim.SGD(model.parameters(), lr=1e38), data, 100, None, generator(0),
-            log=lambda tag, value, step: logged.setdefault(tag, []).append((step, value)))  # fmt: skip
-    assert [step for step, _ in logged["train/loss"]] == [0, 1]
+        next(epochs)
+
+
+def test_epochs_resume_from_the_start_epoch_and_the_caller_can_stop_between_them():
+    torch.manual_seed(0)
+    model, loss = LogisticRegression(1, 1), BinaryCrossEntropy("sum")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    results = train_epochs(model, loss, optimizer, toy(), 10, None, generator(0), start_epoch=7)
+    assert [(r.epoch, r.completed) for r in results] == [(7, 8), (8, 9), (9, 10)]

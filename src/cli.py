@@ -1,0 +1,54 @@
+"""One policy for every entry point: a user's mistake is one line and an exit code, never a traceback.
+
+An error the user can fix (UserError) prints `error: <what and how>` and exits with its code. An
+unexpected one (a bug) is one line too, naming the log that holds its traceback. Inside a sweep, a
+failing job is recorded as failed and returned as a FailedRun, so the other jobs still run; only a stop
+the user asked for (Ctrl-C, kill) ends the sweep.
+"""
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from src.errors import find_user_error
+from src.sweep import FailedRun
+
+log = logging.getLogger(__name__)
+Result = TypeVar("Result")
+
+
+def run_guarded(
+    task: Callable[[], Result],
+    in_sweep: bool = False,
+    log_file: Path | None = None,
+    record_failure: Callable[[str], None] | None = None,
+) -> Result | FailedRun:
+    """`task()`, or for an error: one line, the failure recorded, and a FailedRun (in a sweep) or exit."""
+    try:
+        return task()
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None and log_file is None and not in_sweep:
+            raise  # nowhere else to keep the traceback
+        if user_error is None:
+            log.debug("the traceback of the error below", exc_info=error)  # only into the run's log
+            root: BaseException = error
+            while root.__cause__ is not None:  # past the wrappers (hydra's instantiate) to what went wrong
+                root = root.__cause__
+            reason = " ".join(f"{type(root).__name__}: {root}".split())  # one line
+            where = f" (a bug: the traceback is in {log_file})" if log_file else ""
+        else:
+            reason, where = str(user_error), ""
+        if record_failure is not None:
+            record_failure(reason)
+        log.error(f"error: {reason}{where}")
+        if in_sweep and not getattr(user_error, "stops_sweep", False):
+            return FailedRun(reason)  # the other jobs still run; the summary lists this one as failed
+        exit_with(user_error.exit_code if user_error is not None else 1)
+
+
+def exit_with(code: int) -> NoReturn:
+    logging.shutdown()  # flush the run's log before leaving
+    sys.exit(code)

@@ -1,0 +1,38 @@
+"""Writing a run's files so that a reader, or a crash, never sees half of one."""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from src.errors import OutputError
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: readers see the old file or the new
+    one, a crash mid-write leaves the old one, and no temporary file outlives a failure."""
+    # The pid keeps two processes writing the same file from sharing one temporary name.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with temporary.open("wb") as file:
+            file.write(data)
+        os.replace(temporary, path)  # atomic on POSIX
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}; {_advice(error)}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    write_atomically(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def _advice(error: OSError) -> str:
+    import errno
+
+    if error.errno == errno.ENOSPC:
+        return "free some disk space, then resume the run"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the folder writable, or choose another with hydra.run.dir=DIR"
+    return "check the folder, then resume the run"

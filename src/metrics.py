@@ -1,0 +1,32 @@
+"""What a run measures, by name: the TensorBoard tags that are also metrics.json's keys (a contract).
+
+Every producer and reader of a metric uses these names; none spells the string itself.
+"""
+
+from enum import Enum
+
+LOSS, ACCURACY = "loss", "accuracy"  # what is measured on a split
+TRAIN, VAL, TEST = "train", "val", "test"  # the splits it is measured on
+
+
+def tag(split: str, measure: str) -> str:
+    """The tag of `measure` on `split`: `val/loss`, `test/accuracy`, ..."""
+    return f"{split}/{measure}"
+
+
+TRAIN_LOSS = tag(TRAIN, LOSS)
+VAL_LOSS, VAL_ACCURACY = tag(VAL, LOSS), tag(VAL, ACCURACY)
+TEST_LOSS, TEST_ACCURACY = tag(TEST, LOSS), tag(TEST, ACCURACY)
+SCALARS = (TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, TEST_LOSS, TEST_ACCURACY)
+
+
+def tagged(split: str, measures: dict[str, float]) -> dict[str, float]:
+    """`{"loss": 0.3}` measured on `split` as `{"<split>/loss": 0.3}`."""
+    return {tag(split, measure): value for measure, value in measures.items()}
+
+
+class Direction(str, Enum):
+    """Whether a smaller or a larger value of the objective metric is better."""
+
+    minimize = "minimize"
+    maximize = "maximize"

@@ -1,0 +1,174 @@
+"""What tests share: generated idx data, composed configs, training in this process, and one way to
+start the real commands in a process of their own."""
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from src import events
+from src.cli import run_guarded
+from src.config import register_configs
+from src.data import IDX_FILES
+from src.idx import write_idx
+from src.train import RunContext, record_failure, train
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
+
+register_configs()
+
+
+# --- data ------------------------------------------------------------------------------------------
+def make_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy 28x28 images whose class is written as a bright band at rows 2*label..2*label+1."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count, dtype=np.uint8) % 10
+    images = rng.integers(0, 60, size=(count, 28, 28), dtype=np.uint8)
+    for index, label in enumerate(labels):
+        images[index, 2 * label : 2 * label + 2, :] = 220
+    return images, labels
+
+
+def write_fake_dataset(folder: Path, gz: bool = True, train_count: int = 300, test_count: int = 100) -> Path:
+    """Write the four MNIST-style idx files into `folder` (flat layout) and return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, count, seed in (("train", train_count, 0), ("test", test_count, 1)):
+        images, labels = make_digits(count, seed)
+        images_name, labels_name = IDX_FILES[split]
+        write_idx(folder / f"{images_name}{suffix}", images)
+        write_idx(folder / f"{labels_name}{suffix}", labels)
+    return folder
+
+
+# --- configs and runs in this process --------------------------------------------------------------
+def compose_with_choices(*overrides: str) -> tuple[DictConfig, dict[str, str]]:
+    """conf/config.yaml composed with `overrides` as `python -m src.train` would, and the option
+    chosen in each group."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    choices = {key: str(value) for key, value in cfg.hydra.runtime.choices.items()}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    return compose_with_choices(*overrides)[0]
+
+
+def train_here(run_dir: Path, *overrides: str) -> dict[str, Any]:
+    """Train in this process exactly as the command would (no process start-up); metrics.json's content.
+    Raises what the run raises."""
+    cfg, choices = compose_with_choices(*overrides)
+    return train(cfg, RunContext(run_dir, list(overrides), choices))
+
+
+def run_here(run_dir: Path, *overrides: str) -> int:
+    """Like `train_here`, through the entry point's error policy: the exit code the command would give
+    (0 when it completed)."""
+    cfg, choices = compose_with_choices(*overrides)
+    context = RunContext(run_dir, list(overrides), choices)
+    try:
+        run_guarded(
+            lambda: train(cfg, context),
+            log_file=run_dir / "train.log",
+            record_failure=lambda reason: record_failure(run_dir, reason),
+        )
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
+
+
+# --- the real commands, in their own process -------------------------------------------------------
+def launch(
+    *args: str,
+    module: str = "src.train",
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    terminal: bool = False,
+    timeout: float = 300,
+) -> Any:
+    """Start `python -m MODULE ARGS` as a user would. wait=True: the finished CompletedProcess (text
+    output captured). wait=False: the running Popen. terminal=True: on a pseudo-terminal 110 columns
+    wide; returns (exit code, everything drawn on it)."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", **(env or {})}
+    command = [sys.executable, "-m", module, *args]
+    if terminal:
+        return _in_terminal(command, cwd, environment, timeout)
+    if wait:
+        return subprocess.run(
+            command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+        )
+    return subprocess.Popen(
+        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _in_terminal(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
+    import fcntl
+    import struct
+    import termios
+
+    controller, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    return process.wait(timeout=timeout), output.decode()
+
+
+# --- what a run left -------------------------------------------------------------------------------
+def event_dir(run_dir: Path) -> Path:
+    """The one folder under a run directory that holds its TensorBoard events."""
+    (folder,) = {path.parent for path in run_dir.rglob("events.out.tfevents.*")}
+    return folder
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar TensorBoard holds for a run directory, as {tag: [(step, value), ...]}."""
+    return events.read_scalars(event_dir(run_dir))
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def tutorial_run(seed: int, epochs: int = 1000) -> tuple[list[float], float, float]:
+    """The classic tutorial's plain loop (sigmoid + BCELoss(sum), SGD lr 0.01): (losses, w, b)."""
+    import torch
+
+    torch.manual_seed(seed)
+    x = torch.tensor([[1.0], [2.0], [3.0]])
+    y = torch.tensor([[0.0], [0.0], [1.0]])
+    model = torch.nn.Linear(1, 1)
+    criterion = torch.nn.BCELoss(reduction="sum")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(epochs):
+        loss = criterion(torch.sigmoid(model(x)), y)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return losses, model.weight.item(), model.bias.item()

@@ -1,0 +1,62 @@
+"""The real command in its own process, for what needs one: output, exit codes, the log, concurrency."""
+
+import pytest
+
+from tests.helpers import launch, read_metrics, tutorial_run
+
+
+def test_the_default_run_prints_the_tree_what_it_learned_and_where_it_is(tmp_path):
+    run_dir = tmp_path / "run"
+    process = launch(f"hydra.run.dir={run_dir}")
+    assert process.returncode == 0, process.stderr
+    _, w, b = tutorial_run(seed=2)
+    assert f"w = {w:.4f}" in process.stdout and f"b = {b:.4f}" in process.stdout
+    assert "P(y=1 | x=4.0) = 0.88" in process.stdout and str(run_dir) in process.stdout
+    assert (
+        "completed: 1000 epochs" in process.stdout and "TensorBoard: tensorboard --logdir" in process.stdout
+    )
+    tree = (run_dir / "config_tree.txt").read_text()
+    assert tree in process.stdout + "\n"  # printed as saved
+    assert "\r" not in process.stdout + process.stderr and process.stderr == ""  # piped: no progress bar
+    log = (run_dir / "train.log").read_text()
+    assert "completed: 1000 epochs" in log and "P(y=1 | x=4.0)" in log  # the log keeps what was printed
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["dataset=imagenet"], "Could not find 'dataset/imagenet'"),
+        (["optimizer.lr=abc"], "Value 'abc' of type 'str' could not be converted to Float"),
+        (["trainer.epochs=0"], "error: trainer.epochs must be at least 1, got 0"),
+        (["dataset=mnist_binary", "dataset.root=/nonexistent"], "error: mnist data not found"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, overrides, message):
+    process = launch(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert process.returncode != 0
+    assert message in process.stderr and "Traceback" not in process.stderr
+    if message.startswith("error: "):
+        assert process.stderr.strip().splitlines() == [process.stderr.strip()]
+
+
+def test_a_bug_is_one_line_on_screen_and_a_traceback_in_the_log(tmp_path):
+    # A target that cannot take the dataset's arguments stands in for a programming error.
+    run_dir = tmp_path / "run"
+    process = launch("dataset._target_=builtins.len", f"hydra.run.dir={run_dir}")
+    assert process.returncode == 1
+    (line,) = process.stderr.strip().splitlines()
+    assert line.startswith("error: ") and f"the traceback is in {run_dir / 'train.log'}" in line
+    log = (run_dir / "train.log").read_text()
+    assert "Traceback (most recent call last)" in log and "len()" in log
+    assert read_metrics(run_dir)["status"] == "failed"
+
+
+def test_runs_started_together_get_their_own_directories(tmp_path):
+    processes = [launch("trainer.epochs=1", cwd=tmp_path, wait=False) for _ in range(2)]
+    for process in processes:
+        process.communicate(timeout=120)
+    assert [process.returncode for process in processes] == [0, 0]
+    run_dirs = sorted((tmp_path / "experiments" / "runs").glob("*/*"))
+    assert len(run_dirs) == 2
+    assert all((run_dir / "metrics.json").is_file() for run_dir in run_dirs)
