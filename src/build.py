@@ -11,7 +11,7 @@ from torch import nn
 
 from src.data import ClassificationData
 from src.device import resolve_device, thread_count
-from src.errors import find_user_error
+from src.errors import ConfigError, find_user_error
 from src.losses import Head
 
 
@@ -30,9 +30,42 @@ def build_components(cfg: DictConfig) -> Components:
         torch.set_num_threads(thread_count(cfg.trainer.threads))
     data: ClassificationData = build(cfg.dataset, seed=cfg.seed, _convert_="all").to(device)
     head: Head = build(cfg.loss)
+    sizes = {"in_features": data.num_features, "out_features": head.num_outputs(data.num_classes)}
+    with torch.device("meta"):  # the model's shape, without allocating its weights
+        refuse_if_too_big(build(cfg.model, **sizes), device)
     torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does
-    model = build(cfg.model, in_features=data.num_features, out_features=head.num_outputs(data.num_classes))
+    model = build(cfg.model, **sizes)
     return Components(device, data, head, model.to(device))
+
+
+# Weights, their gradients and up to two optimizer moments (Adam), in float32.
+BYTES_PER_PARAMETER = 4 * 4
+
+
+def refuse_if_too_big(model: nn.Module, device: torch.device) -> None:
+    """Refuse a model whose training state would not fit in the device's free memory, in one line,
+    instead of being killed by the system minutes later."""
+    count = sum(parameter.numel() for parameter in model.parameters())
+    needed, free = count * BYTES_PER_PARAMETER, free_memory(device)
+    if free is not None and needed > free:
+        raise ConfigError(
+            f"the model has {count:,} parameters and needs about {needed / 2**30:.1f} GiB to train, but "
+            f"{device.type} has {free / 2**30:.1f} GiB free; choose a smaller model (e.g. model.hidden_size)"
+        )
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on `device`, where that can be known."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as file:
+                fields = dict(line.split(":", 1) for line in file)
+            return int(fields["MemAvailable"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            return None
+    return None
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -43,8 +43,10 @@ def run_guarded(
             reason, where = str(user_error), ""
         if record_failure is not None:
             record_failure(reason)
-        log.error(f"error: {reason}{where}")
-        if in_sweep and not getattr(user_error, "stops_sweep", False):
+        stops_sweep = getattr(user_error, "stops_sweep", False)
+        # In a sweep the job's own line says it failed and why; this one goes to its log only.
+        log.log(logging.DEBUG if in_sweep and not stops_sweep else logging.ERROR, f"error: {reason}{where}")
+        if in_sweep and not stops_sweep:
             return FailedRun(reason)  # the other jobs still run; the summary lists this one as failed
         exit_with(user_error.exit_code if user_error is not None else 1)
 
@@ -52,3 +54,35 @@ def run_guarded(
 def exit_with(code: int) -> NoReturn:
     logging.shutdown()  # flush the run's log before leaving
     sys.exit(code)
+
+
+class HeldRunLog:
+    """Holds the lines meant for the run's log file until the run is accepted.
+
+    A command refused in a directory that holds an earlier run must not touch that run's train.log;
+    one that starts (or fails in a fresh directory) gets every line, the held ones first.
+    """
+
+    def __init__(self) -> None:
+        import logging.handlers
+
+        root = logging.getLogger()
+        self._files = [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]
+        self._held = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
+        for handler in self._files:
+            root.removeHandler(handler)
+        root.addHandler(self._held)
+
+    def release(self, keep: bool = True) -> None:
+        """Write the held lines to the log files and log there from now on (keep=False: drop them)."""
+        root = logging.getLogger()
+        if self._held not in root.handlers:
+            return
+        root.removeHandler(self._held)
+        for handler in self._files:
+            if keep:
+                for record in self._held.buffer:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+                root.addHandler(handler)
+        self._held.buffer.clear()

@@ -7,8 +7,9 @@ objects. Checks that need two groups at once (a loss and the number of classes) 
 are built.
 """
 
+import difflib
 import secrets
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -19,6 +20,24 @@ from src.device import DeviceType
 from src.errors import ConfigError
 from src.losses import Reduction
 from src.metrics import SCALARS, Direction
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def refuse_unknown_keys(node: DictConfig, path: str = "") -> None:
+    """A key that is not a field of its node's schema is a typo: say which, and what was meant."""
+    schema = OmegaConf.get_type(node)
+    if is_dataclass(schema):
+        known = [f.name for f in fields(schema)]
+        for key in map(str, node):
+            if key not in known:
+                guess = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {path}{guess[0]}?" if guess else f"; the keys are {', '.join(known)}"
+                raise ConfigError(f"{path}{key} is not a setting{hint}")
+    for key in map(str, node):
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            refuse_unknown_keys(child, f"{path}{key}.")
 
 
 def require(condition: bool, message: str) -> None:
@@ -98,6 +117,7 @@ class OptimizerConfig:
 
     def check(self) -> None:
         require(self.lr > 0, f"optimizer.lr must be positive, got {self.lr}")
+        require(self.lr < FLOAT32_MAX, f"optimizer.lr must be below {FLOAT32_MAX:.3g}, got {self.lr}")
         for name in ("weight_decay", "momentum"):
             value = getattr(self, name, 0.0)
             require(value >= 0, f"optimizer.{name} must be >= 0, got {value}")
@@ -225,7 +245,9 @@ def register_configs() -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Run every schema's own checks on the composed config; ConfigError names the key at fault."""
+    """Refuse keys no schema has (Hydra lets `+trainer.epoch=5` add one), then run every schema's own
+    checks on the composed config; ConfigError names the key at fault."""
+    refuse_unknown_keys(cfg)
     pending: list[Any] = [OmegaConf.to_object(cfg)]
     while pending:
         node = pending.pop(0)

@@ -134,7 +134,8 @@ def _download(root: Path, family: ImageFamily) -> None:
             dataset_class[family](str(root), train=train, download=True)
     except Exception as error:  # torchvision raises many kinds (URLError, RuntimeError, ...)
         folder = (root / TORCHVISION_FOLDERS[family] / "raw").resolve()
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # torchvision's message spans lines and ends with the cause ("...got: <urlopen error ...>").
+        reason = " ".join(str(error).split())[-200:] or type(error).__name__
         raise DataError(
             f"could not download {family.value} into {folder} ({reason}); copy the four idx files "
             "there by hand, or set dataset.root=DIR to a folder that has them"
@@ -193,6 +194,11 @@ def load_image_pair(
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator)
     num_val = round(len(train) * val_fraction)
+    if num_val >= len(train):
+        raise DataError(
+            f"dataset.val_fraction={val_fraction} leaves no training examples of the {len(train)}; "
+            "use a smaller fraction, such as 0.1"
+        )
     val_idx, train_idx = order[:num_val], order[num_val:]
     val = Split(train.inputs[val_idx], train.labels[val_idx]) if num_val > 0 else None
     return ClassificationData(

@@ -120,7 +120,8 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it reports each file it finishes
+    # It reports each file it finishes, and each purge of steps a resumed run logged again (as meant).
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)
     accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     accumulator.Reload()
     return {

@@ -5,6 +5,7 @@ then the values. http://yann.lecun.com/exdb/mnist/ describes it.
 """
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def read_idx(path: Path) -> np.ndarray:
     """The array stored in an IDX file; DataError naming the file if it is malformed."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"cannot read {path}: {error}; replace the file with a good copy") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path} is not an IDX file (wrong magic number); replace it")

@@ -37,6 +37,10 @@ class StopSignals:
     def requested(self) -> bool:
         return self.signal_number is not None
 
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signal_number).name if self.signal_number is not None else ""
+
     def _handle(self, signal_number: int, frame: FrameType | None) -> None:
         if self.signal_number == signal.SIGINT and signal_number == signal.SIGINT:
             raise KeyboardInterrupt  # asked twice: the user wants out now

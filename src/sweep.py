@@ -1,21 +1,34 @@
-"""Sweeps: a failed job does not stop the others, and the sweep ends with a ranked summary.
+"""Sweeps: one sweep per folder, checked once, a failed job does not stop the others, a ranked summary.
 
-Hydra calls `SweepSummary.on_multirun_end` once every job has finished, whatever the launcher (basic,
-joblib, submitit) or sweeper (basic, Optuna). It reads each job's metrics.json, writes summary.csv and
-summary.md at the sweep root, prints the table, and exits 1 when a job failed.
+`SweepSummary` is a Hydra callback (conf/config.yaml, hydra.callbacks), whatever the launcher (basic,
+joblib, submitit) or sweeper (basic, Optuna):
+- before any job runs, it claims the sweep folder (a second sweep there is refused, unless it is the
+  same sweep asked to resume), records the sweep's overrides in sweep.yaml, and checks the config and
+  the data once, so a mistake common to every job is one line, not one per job;
+- when every job has finished, it reads each job's metrics.json, writes summary.csv and summary.md at
+  the sweep root, prints the table, and exits 1 when a job failed.
 """
 
 import csv
+import fcntl
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.errors import UserError, find_user_error
 from src.events import read_scalars
+from src.files import write_atomically
 from src.metrics import SCALARS, TRAIN_LOSS, Direction
+
+log = logging.getLogger(__name__)
+SWEEP_RECORD = "sweep.yaml"  # at the sweep root: the overrides that define the sweep
 
 
 class FailedRun:
@@ -33,6 +46,47 @@ class FailedRun:
 
     def __repr__(self) -> str:
         return f"failed run: {self.reason}"
+
+
+def sweep_definition(config: DictConfig) -> dict[str, Any]:
+    """What makes a sweep this sweep: its command-line overrides (but `resume`) and its search space."""
+    overrides = [o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]
+    params = OmegaConf.to_container(config.hydra.sweeper.get("params") or OmegaConf.create({}), resolve=False)
+    assert isinstance(params, dict)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    varying = [o.key_or_group for o in parsed if o.is_sweep_override()] + [str(key) for key in params]
+    return {"overrides": overrides, "params": params, "varying": list(dict.fromkeys(varying))}
+
+
+def sweep_overrides(sweep_dir: Path) -> list[str]:
+    """The command-line overrides that made the sweep in `sweep_dir` (from sweep.yaml)."""
+    record = sweep_dir / SWEEP_RECORD
+    held = OmegaConf.to_container(OmegaConf.load(record)) if record.is_file() else {}
+    return [str(o) for o in held.get("overrides", [])] if isinstance(held, dict) else []
+
+
+def varying_keys(sweep_dir: Path) -> list[str]:
+    """The keys whose values differ between the jobs of the sweep in `sweep_dir` (from sweep.yaml)."""
+    record = sweep_dir / SWEEP_RECORD
+    if not record.is_file():
+        return []
+    held = OmegaConf.to_container(OmegaConf.load(record))
+    return [str(key) for key in held.get("varying", [])] if isinstance(held, dict) else []
+
+
+def shown_overrides(overrides: list[str], varying: list[str]) -> str:
+    """A job's overrides, keeping only those of the keys that vary (all of them if none is known)."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in varying] if varying else overrides
+    return " ".join(kept)
+
+
+def job_line(
+    number: int, overrides: list[str], varying: list[str], outcome: dict[str, Any], metric: str
+) -> str:
+    """The one line a job prints when it ends: number, what varies, the objective, the status."""
+    value = outcome.get(metric)
+    shown = f"{metric} {value:.4g}" if isinstance(value, float) else outcome.get("reason", "")
+    return f"#{number} {shown_overrides(overrides, varying)}: {shown} ({outcome.get('status', 'failed')})"
 
 
 def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -62,7 +116,8 @@ def rank(rows: list[dict[str, Any]], metric: str, direction: str) -> list[dict[s
 
 
 def write_summary(sweep_dir: Path, metric: str, direction: str) -> tuple[list[dict[str, Any]], str]:
-    """Write summary.csv and summary.md into `sweep_dir`; returns the ranked rows and the table."""
+    """Write summary.csv (every override, full precision) and summary.md (the overrides that vary,
+    4 significant digits) into `sweep_dir`; returns the ranked rows and the table."""
     rows = rank(collect_jobs(sweep_dir), metric, direction)
     present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
     columns = ["rank", "job", "overrides", "status", *dict.fromkeys(present), "epochs", "reason"]
@@ -74,15 +129,20 @@ def write_summary(sweep_dir: Path, metric: str, direction: str) -> tuple[list[di
         writer.writeheader()
         writer.writerows(rows)
 
-    def cell(value: Any) -> str:
-        text = f"{value:.5g}" if isinstance(value, float) else "" if value is None else str(value)
+    varying = varying_keys(sweep_dir)
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        if column == "overrides":
+            value = shown_overrides(str(value).split(), varying)
+        text = f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
         return text.replace("|", "\\|")
 
     header = f"Sweep {sweep_dir}: ranked by {metric} ({direction})\n\n"
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row, c) for c in columns) + " |" for row in rows]
     table = header + "\n".join(lines) + "\n"
-    (sweep_dir / "summary.md").write_text(table)
+    write_atomically(sweep_dir / "summary.md", table.encode())
     return rows, table
 
 
@@ -109,7 +169,56 @@ def write_sweep_figure(sweep_dir: Path, rows: list[dict[str, Any]], metric: str)
 
 
 class SweepSummary(Callback):
-    """Hydra callback (conf/config.yaml, hydra.callbacks) that summarizes a finished sweep."""
+    """Hydra callback (conf/config.yaml, hydra.callbacks): claims and checks a sweep before its jobs
+    run, and summarizes it once they have."""
+
+    def __init__(self) -> None:
+        self._lock: int | None = None  # the sweep folder, held while the sweep runs
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            self._claim(sweep_dir, config)
+            check_once(config)
+        except UserError as error:  # refused: the folder stays as it was
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(error.exit_code)
+        record = OmegaConf.to_yaml(OmegaConf.create(sweep_definition(config)))
+        write_atomically(sweep_dir / SWEEP_RECORD, record.encode())
+        print(f"sweep: {sweep_dir}")
+
+    def _claim(self, sweep_dir: Path, config: DictConfig) -> None:
+        """Hold the sweep folder; refuse one that another sweep runs in or already holds."""
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = os.open(sweep_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"another sweep is running in {sweep_dir}; wait for it, or choose another hydra.sweep.dir"
+            ) from None
+        definition, record = sweep_definition(config), sweep_dir / SWEEP_RECORD
+        if record.is_file():
+            held = OmegaConf.to_container(OmegaConf.load(record))
+            assert isinstance(held, dict)
+            same = (
+                held.get("overrides") == definition["overrides"]
+                and held.get("params") == definition["params"]
+            )
+            if not same:
+                raise UserError(
+                    f"{sweep_dir} holds another sweep ({' '.join(held.get('overrides', []))}); choose "
+                    "another hydra.sweep.dir, or repeat that sweep's overrides with resume=true to finish it"
+                )
+            if not config.resume:
+                raise UserError(
+                    f"{sweep_dir} already holds this sweep; add resume=true to finish it (finished jobs are "
+                    "kept, the others run), or choose another hydra.sweep.dir"
+                )
+        elif any(path.name.isdigit() for path in sweep_dir.iterdir()):
+            raise UserError(
+                f"{sweep_dir} holds job folders of an unknown sweep; choose another hydra.sweep.dir"
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -122,7 +231,27 @@ class SweepSummary(Callback):
             file.write(f"\n![curves of every job]({figure.name})\n")
         print(table)
         print(f"curves of every job: {figure}")
-        failed = [row for row in rows if row.get("status") != "completed"]
+        print(f"TensorBoard: tensorboard --logdir {sweep_dir}")
+        failed = [row for row in rows if row.get("status") not in ("completed", "pruned")]
         if failed:
             print(f"error: {len(failed)} of {len(rows)} jobs failed (see summary.md)", file=sys.stderr)
             sys.exit(1)
+
+
+def check_once(config: DictConfig) -> None:
+    """The checks every job would make, made once: the config as the sweep gives it to all jobs, and
+    the data. (A value that only some jobs get is checked by those jobs.)"""
+    from src.build import build_components
+    from src.config import validate
+
+    cfg = config.copy()
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        validate(cfg)
+        build_components(cfg)
+    except Exception as error:  # what hydra's instantiate wraps may be a user's mistake
+        user_error = find_user_error(error)
+        if user_error is not None:
+            raise user_error from None
+        log.debug("sweep check skipped: %s", error)  # a job will report it, with its traceback

@@ -5,11 +5,14 @@ a checkpoint if asked, then one `for` over the epochs (record, checkpoint when d
 then test, draw and report.
 """
 
+import json
 import logging
 import os
 import shlex
 import signal
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,17 +23,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.build import build_components, build_optimizer, identity
+from src.build import Components, build_components, build_optimizer, identity
 from src.checkpoint import RunState
-from src.cli import run_guarded
+from src.cli import HeldRunLog, run_guarded
 from src.config import register_configs, validate
 from src.console import EpochProgress, config_tree, summary
-from src.errors import ConfigError
+from src.errors import ConfigError, OutputError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
 from src.outputs import RunRecorder, hyperparameters, run_name
 from src.report import parameters, predictions, run_pictures, test_metrics
-from src.sweep import FailedRun
+from src.rundir import exclusive, previous_run, refuse_to_replace
+from src.sweep import FailedRun, job_line, sweep_overrides, varying_keys
 from src.trainer import train_epochs
 
 register_configs()
@@ -45,15 +49,20 @@ class RunContext:
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
     in_sweep: bool = False
+    hydra_config: DictConfig | None = None  # Hydra's own settings, saved beside the run
+    log_file: Path | None = None
 
     @classmethod
     def from_hydra(cls) -> "RunContext":
         hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
         return cls(
-            run_dir=Path(hydra_cfg.runtime.output_dir),
+            run_dir=run_dir,
             overrides=list(hydra_cfg.overrides.task),
             choices={key: str(value) for key, value in hydra_cfg.runtime.choices.items()},
             in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
+            hydra_config=HydraConfig.instance().cfg,  # type: ignore[arg-type]
+            log_file=run_dir / f"{hydra_cfg.job.name}.log",
         )
 
     @property
@@ -61,66 +70,107 @@ class RunContext:
         return self.run_dir / "checkpoints" / "last.pt"
 
 
-def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
+@dataclass
+class Start:
+    """Where the epochs begin: from scratch, or after a checkpoint's epochs with its curves."""
+
+    run_name: str
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run one experiment described by `cfg`, writing into `context.run_dir`; returns metrics.json's
-    content (and the learned parameters, when there are few)."""
+    content (and the learned parameters, when there are few).
+
+    Nothing is written before every check has passed; then `on_start()` is called.
+    """
     validate(cfg)
     torch.use_deterministic_algorithms(cfg.trainer.deterministic)
     parts = build_components(cfg)
-    model, head, data = parts.model, parts.head, parts.data
-    if cfg.objective.metric.startswith("val/") and data.val is None:
+    if cfg.objective.metric.startswith("val/") and parts.data.val is None:
         raise ConfigError(
             f"objective.metric={cfg.objective.metric} needs a validation split, which this dataset "
             "does not have; use objective.metric=train/loss"
         )
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, parts.model)
     shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
+    with exclusive(context.run_dir):  # one process per run directory
+        start = resume_or_refuse(cfg, context, parts, optimizer, shuffle)
+        if on_start is not None:
+            on_start()
+        write_run_files(cfg, context)
+        return run_epochs(cfg, context, parts, optimizer, shuffle, start)
 
-    run_identity, name = identity(cfg), run_name(context.overrides)
-    start: tuple[int, dict[str, float], dict[str, list[tuple[int, float]]]] = (
-        0,
-        {},
-        {},
-    )  # done, last, curves
-    resume_from = resume_path(cfg, context.checkpoint_path)
-    if resume_from is not None:
-        state = RunState.load(resume_from)
-        state.check_identity(run_identity, resume_from)
-        for change in state.restore(model, optimizer, shuffle):
-            log.info(f"{change} (the command line wins)")
-        log.info(f"resuming from {resume_from} after epoch {state.epoch}")
-        start = state.epoch, state.metrics, state.history
-        if resume_from == context.checkpoint_path:
-            name = state.run_name  # one TensorBoard run
-    write_run_files(cfg, context)
 
-    epochs, checkpoint_every = cfg.trainer.epochs, cfg.trainer.checkpoint_every
-    recorder = RunRecorder(context.run_dir, name, OmegaConf.to_yaml(cfg, resolve=True),
-                           hyperparameters(cfg, context.choices, context.overrides), *start)  # fmt: skip
+def resume_or_refuse(
+    cfg: DictConfig,
+    context: RunContext,
+    parts: Components,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+) -> Start:
+    """Restore the checkpoint the command asks for; without one, refuse to replace an earlier run."""
+    resume_from = resume_path(cfg, context)
+    if resume_from is None:
+        if context.in_sweep and cfg.resume:  # a resumed sweep runs this job again, from the start
+            clear_job(context.run_dir)
+        else:
+            refuse_to_replace(context.run_dir)
+        return Start(run_name(context.overrides))
+    state = RunState.load(resume_from)
+    state.check_identity(identity(cfg), resume_from)
+    for change in state.restore(parts.model, optimizer, shuffle):
+        log.info(f"{change} (the command line wins)")
+    log.info(f"resuming from {resume_from} after epoch {state.epoch}")
+    # Its own checkpoint continues the same TensorBoard run; another's starts a run of this name.
+    name = state.run_name if resume_from == context.checkpoint_path else run_name(context.overrides)
+    return Start(name, state.epoch, state.metrics, state.history)
+
+
+def run_epochs(
+    cfg: DictConfig,
+    context: RunContext,
+    parts: Components,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    start: Start,
+) -> dict[str, Any]:
+    """The epochs (record, checkpoint when due, stop when asked), then test, draw and report."""
+    model, head, data = parts.model, parts.head, parts.data
+    epochs, checkpoint_every, run_identity = cfg.trainer.epochs, cfg.trainer.checkpoint_every, identity(cfg)
+    params = hyperparameters(cfg, context.choices, context.overrides)
+    recorder = RunRecorder(context.run_dir, start.run_name, OmegaConf.to_yaml(cfg, resolve=True), params,
+                           start.epoch, start.metrics, start.history)  # fmt: skip
 
     def save_checkpoint(completed: int) -> None:
         recorder.flush()  # the events and the checkpoint tell the same story
-        state = RunState.capture(completed, model, optimizer, shuffle, run_identity, name,
+        state = RunState.capture(completed, model, optimizer, shuffle, run_identity, start.run_name,
                                  recorder.final, recorder.history)  # fmt: skip
         state.save(context.checkpoint_path)
 
-    with recorder, StopSignals() as stop, EpochProgress(epochs, start[0], cfg.trainer.progress) as progress:
-        for result in train_epochs(
-            model, head, optimizer, data, epochs, cfg.trainer.batch_size, shuffle, start[0]
-        ):
+    results = train_epochs(model, head, optimizer, data, epochs, cfg.trainer.batch_size, shuffle, start.epoch)
+    with (
+        recorder,
+        StopSignals() as stop,
+        EpochProgress(epochs, start.epoch, cfg.trainer.progress) as progress,
+    ):
+        for result in results:
             recorder.record_epoch(result.epoch, result.metrics)
             progress.advance(result.metrics)
             stopping = stop.requested  # read once: a signal arriving now must not skip the save
             if stopping or result.completed % checkpoint_every == 0 or result.completed == epochs:
                 save_checkpoint(result.completed)
             if stopping:
-                recorder.finish("interrupted")
+                recorder.finish(
+                    "interrupted", reason=f"stopped by {stop.signal_name} after epoch {result.completed}"
+                )
                 stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
-                assert stop.signal_number is not None
                 raise Interrupted(
-                    f"stopped by {signal.Signals(stop.signal_number).name} after epoch {result.completed}; "
+                    f"stopped by {stop.signal_name} after epoch {result.completed}; "
                     f"resume with:\n  {resume_command(context)}",
-                    stop.signal_number,
+                    stop.signal_number or signal.SIGTERM,
                 )
 
         recorder.record(epochs, test_metrics(model, head, data))
@@ -133,53 +183,160 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 
 
 def write_run_files(cfg: DictConfig, context: RunContext) -> None:
-    """The resolved config as a tree, saved beside the run (and printed, for a single run)."""
+    """The run's config as Hydra would save it (.hydra/), and as a tree (printed, for a single run)."""
+    write_run_record(cfg, context)
     tree = config_tree(cfg, context.choices)
     write_atomically(context.run_dir / "config_tree.txt", (tree + "\n").encode())
     if not context.in_sweep:  # a sweep's jobs differ only in their overrides, which Hydra prints
         log.info(tree)
 
 
-def resume_path(cfg: DictConfig, checkpoint_path: Path) -> Path | None:
-    """The checkpoint to continue from: `ckpt_path`, this run's own with `resume=true`, or, in a job
-    that SLURM requeued after preemption, this run's own if it exists."""
+def write_run_record(cfg: DictConfig, context: RunContext) -> None:
+    """.hydra/config.yaml, overrides.yaml and hydra.yaml: written here, once the command is accepted,
+    rather than by Hydra before it (conf/config.yaml sets hydra.output_subdir to null)."""
+    folder = context.run_dir / ".hydra"
+    write_atomically(folder / "config.yaml", OmegaConf.to_yaml(cfg).encode())
+    write_atomically(
+        folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(context.overrides)).encode()
+    )
+    if context.hydra_config is not None:
+        write_atomically(folder / "hydra.yaml", OmegaConf.to_yaml(context.hydra_config).encode())
+
+
+def resume_path(cfg: DictConfig, context: RunContext) -> Path | None:
+    """The checkpoint to continue from: `ckpt_path`, or this run's own with `resume=true` or in a job
+    that SLURM requeued after preemption.
+
+    A resumed sweep continues each job that has a checkpoint and starts the others afresh, failed ones
+    included (a finished job never gets here: `main` keeps it as it is).
+    """
+    own = context.checkpoint_path
     if cfg.ckpt_path is not None:
         return Path(cfg.ckpt_path)
     requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-    if cfg.resume or (requeued and checkpoint_path.is_file()):
-        return checkpoint_path
+    if context.in_sweep and (cfg.resume or requeued):
+        return own if own.is_file() and job_status(context.run_dir) != "failed" else None
+    if cfg.resume or (requeued and own.is_file()):
+        return own
     return None
 
 
+def job_status(run_dir: Path) -> str | None:
+    """The status in a run directory's metrics.json, if it has one."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 def resume_command(context: RunContext) -> str:
-    """The command that continues this run where it stopped."""
-    kept = [o for o in context.overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "ckpt_path")]
-    words = ["python", "-m", "src.train", *kept, f"hydra.run.dir={context.run_dir}", "resume=true"]
-    return " ".join(shlex.quote(word) for word in words)
+    """The command that continues this run (or this run's sweep) where it stopped."""
+    if context.in_sweep:
+        sweep_dir = context.run_dir.parent
+        words = [
+            "python",
+            "-m",
+            "src.train",
+            "-m",
+            *sweep_overrides(sweep_dir),
+            f"hydra.sweep.dir={sweep_dir}",
+        ]
+    else:
+        kept = [
+            o for o in context.overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "ckpt_path")
+        ]
+        words = ["python", "-m", "src.train", *kept, f"hydra.run.dir={context.run_dir}"]
+    return " ".join(shlex.quote(word) for word in [*words, "resume=true"])
 
 
-def record_failure(run_dir: Path, reason: str) -> None:
-    """metrics.json for a run that failed before it could record anything itself."""
-    path = run_dir / "metrics.json"
-    if run_dir.is_dir() and not path.exists():
-        write_json_atomically(path, {"status": "failed", "reason": reason, "epochs": 0})
+def record_failure(cfg: DictConfig, context: RunContext, reason: str) -> None:
+    """metrics.json (and .hydra/) for a run that failed before it could record anything itself."""
+    path = context.run_dir / "metrics.json"
+    if context.run_dir.is_dir() and not path.exists():
+        try:
+            write_run_record(cfg, context)
+            write_json_atomically(path, {"status": "failed", "reason": reason, "epochs": 0})
+        except OutputError as error:  # the disk that failed the run may fail this too: say so, once
+            log.warning(f"(the failure could not be recorded: {error})")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# An absolute path, so that the `logreg-lab` console script finds conf/ as `python -m src.train` does.
+@hydra.main(
+    version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config"
+)
 def main(cfg: DictConfig) -> float | FailedRun:
     """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
     context = RunContext.from_hydra()
     started = time.perf_counter()
-    outcome = run_guarded(
-        lambda: train(cfg, context),
-        in_sweep=context.in_sweep,
-        log_file=context.run_dir / f"{HydraConfig.get().job.name}.log",
-        record_failure=lambda reason: record_failure(context.run_dir, reason),
-    )
+    if context.in_sweep:
+        end_with_parent_process()
+        if cfg.resume and job_status(context.run_dir) == "completed":  # a finished job is kept as it is
+            kept = json.loads((context.run_dir / "metrics.json").read_text())
+            announce_job(cfg, context, {**kept, "status": "kept"})
+            return kept[cfg.objective.metric]
+    outcome = run_command(cfg, context)
     if isinstance(outcome, FailedRun):
+        announce_job(cfg, context, {"status": "failed", "reason": outcome.reason})
         return outcome
-    log.info(summary(outcome, context.run_dir, time.perf_counter() - started))
+    if context.in_sweep:
+        announce_job(cfg, context, outcome)
+    else:
+        log.info(summary(outcome, context.run_dir, time.perf_counter() - started))
     return outcome[cfg.objective.metric]
+
+
+def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | FailedRun:
+    """`train` under the entry point's policy (src/cli.py): a refusal writes nothing into a directory
+    that holds an earlier run; a failure in a new one is recorded there, with its log."""
+    fresh = previous_run(context.run_dir) is None
+    run_log = HeldRunLog()  # nothing reaches a run directory before the command is accepted
+    accepted = False
+
+    def start() -> None:
+        nonlocal accepted
+        accepted = True
+        run_log.release()
+
+    def fail(reason: str) -> None:
+        if accepted or fresh:  # an earlier run's files stay as they were
+            run_log.release()
+            record_failure(cfg, context, reason)
+        else:
+            run_log.release(keep=False)
+
+    return run_guarded(
+        lambda: train(cfg, context, on_start=start),
+        in_sweep=context.in_sweep,
+        log_file=context.log_file if fresh else None,
+        record_failure=fail,
+    )
+
+
+def announce_job(cfg: DictConfig, context: RunContext, outcome: dict[str, Any]) -> None:
+    """A sweep job's one line: its number, what varies, its objective and status (the sweep prints
+    the table)."""
+    if context.in_sweep:
+        varying = varying_keys(context.run_dir.parent)
+        number = HydraConfig.get().job.num
+        log.info(job_line(number, context.overrides, varying, outcome, cfg.objective.metric))
+
+
+def clear_job(run_dir: Path) -> None:
+    """A sweep job about to run again from the start: its earlier curves go, so TensorBoard shows one."""
+    for events in run_dir.rglob("events.out.tfevents.*"):
+        events.unlink()
+
+
+def end_with_parent_process() -> None:
+    """A job in a worker process (joblib's) stops, with a checkpoint, when the sweep's process dies,
+    rather than training on unseen (Linux: the kernel sends SIGTERM when the parent goes)."""
+    import ctypes
+    import multiprocessing
+
+    if multiprocessing.current_process().name == "MainProcess" or not sys.platform.startswith("linux"):
+        return
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
+    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from src.errors import TrainingDiverged
 from src.losses import Head
 from src.metrics import ACCURACY, LOSS, TRAIN_LOSS, VAL, tagged
 
+EXPLODED = 1e6  # how many times its starting value a final loss may be before the run counts as diverged
+
 
 @dataclass(frozen=True)
 class EpochResult:
@@ -41,10 +43,15 @@ def train_epochs(
     start_epoch: int = 0,
 ) -> Iterator[EpochResult]:
     """Train from `start_epoch` up to `epochs`, yielding train/loss (and val/* when there is a validation
-    split) after each epoch. Raises TrainingDiverged when the loss stops being finite."""
+    split) after each epoch.
+
+    Raises TrainingDiverged when the loss stops being finite, or when it ends EXPLODED times above
+    the loss the run started from (a loss of 1e29 is a diverged run, even if it is a number).
+    """
     # Labels in the form the loss compares against (floats for BCE), converted once for all epochs.
     assert data.train.labels is not None, "training needs labels"
     train = Split(data.train.inputs, head.prepare_targets(data.train.labels))
+    starting_loss = evaluate(model, head, data.train)[LOSS] if start_epoch < epochs else 0.0
     for epoch in range(start_epoch, epochs):
         model.train()
         train_loss = train_one_epoch(model, head, optimizer, train, batch_size, shuffle)
@@ -52,6 +59,11 @@ def train_epochs(
             raise TrainingDiverged(
                 f"training diverged: {TRAIN_LOSS} became {train_loss} at epoch {epoch}; "
                 "lower optimizer.lr or use loss.reduction=mean"
+            )
+        if epoch == epochs - 1 and train_loss > EXPLODED * max(starting_loss, 1.0):
+            raise TrainingDiverged(
+                f"training diverged: {TRAIN_LOSS} grew from {starting_loss:.4g} to {train_loss:.4g} by "
+                f"epoch {epoch}; lower optimizer.lr"
             )
         metrics = {TRAIN_LOSS: train_loss}
         if data.val is not None:

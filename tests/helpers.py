@@ -13,11 +13,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from src import events
-from src.cli import run_guarded
 from src.config import register_configs
 from src.data import IDX_FILES
 from src.idx import write_idx
-from src.train import RunContext, record_failure, train
+from src.train import RunContext, run_command, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -76,13 +75,8 @@ def run_here(run_dir: Path, *overrides: str) -> int:
     """Like `train_here`, through the entry point's error policy: the exit code the command would give
     (0 when it completed)."""
     cfg, choices = compose_with_choices(*overrides)
-    context = RunContext(run_dir, list(overrides), choices)
     try:
-        run_guarded(
-            lambda: train(cfg, context),
-            log_file=run_dir / "train.log",
-            record_failure=lambda reason: record_failure(run_dir, reason),
-        )
+        run_command(cfg, RunContext(run_dir, list(overrides), choices, log_file=run_dir / "train.log"))
     except SystemExit as stop:
         return int(stop.code or 0)
     return 0

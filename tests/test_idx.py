@@ -42,3 +42,13 @@ def test_corrupt_gzip_is_named(tmp_path):
     path.write_bytes(b"this is not gzip")
     with pytest.raises(DataError, match="cannot read .*labels.gz"):
         read_idx(path)
+
+
+def test_a_damaged_gzip_stream_names_the_file(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    write_idx(path, np.arange(100, dtype=np.uint8))
+    data = bytearray(path.read_bytes())
+    data[20:30] = b"\xff" * 10  # inside the deflate stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=f"cannot read {path}"):
+        read_idx(path)

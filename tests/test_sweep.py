@@ -76,7 +76,16 @@ def test_a_sweep_ranks_its_jobs_keeps_failures_and_names_runs_by_their_settings(
     assert all("diverged" in row["reason"] for row in rows[2:])
     failed = json.loads((sweep_dir / "1" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "diverged" in failed["reason"]
-    assert "| rank | job | overrides |" in process.stdout  # the table is printed too
+    assert process.stdout.splitlines()[:5] == [  # one line per job, then the table
+        f"sweep: {sweep_dir}",
+        "#0 loss=bce optimizer.lr=0.01: train/loss " + f"{float(rows[0]['train/loss']):.4g} (completed)",
+        "#1 loss=bce optimizer.lr=1e+38: " + rows[2]["reason"] + " (failed)",
+        "#2 loss=ce optimizer.lr=0.01: train/loss " + f"{float(rows[1]['train/loss']):.4g} (completed)",
+        "#3 loss=ce optimizer.lr=1e+38: " + rows[3]["reason"] + " (failed)",
+    ]
+    assert "| rank | job | overrides |" in process.stdout and "trainer.epochs=30 |" not in process.stdout
+    assert "[HYDRA]" not in process.stdout and "Launching" not in process.stdout
+    assert process.stdout.count("TensorBoard: tensorboard --logdir") == 1
     with Image.open(sweep_dir / "sweep_curves.png") as figure:  # one figure comparing the runs
         figure.verify()
     assert "![curves of every job](sweep_curves.png)" in (sweep_dir / "summary.md").read_text()
@@ -152,3 +161,57 @@ def test_a_diverging_optuna_trial_is_a_failed_row_not_a_crash(tmp_path):
     statuses = [row["status"] for row in summary_rows(sweep_dir)]
     assert len(statuses) == 6 and "failed" in statuses
     assert process.returncode == (0 if set(statuses) == {"completed"} else 1)
+
+
+def test_a_second_sweep_in_the_same_folder_is_refused(tmp_path):
+    first, sweep_dir = sweep(tmp_path, "loss=bce,ce", "trainer.epochs=3")
+    assert first.returncode == 0, first.stderr
+    before = (sweep_dir / "0" / "metrics.json").read_bytes()
+    other, _ = sweep(tmp_path, "optimizer.lr=0.1,0.2", "trainer.epochs=3")
+    assert other.returncode == 2
+    assert other.stderr.strip() == (
+        f"error: {sweep_dir} holds another sweep (loss=bce,ce trainer.epochs=3); choose another "
+        "hydra.sweep.dir, or repeat that sweep's overrides with resume=true to finish it"
+    )
+    again, _ = sweep(tmp_path, "loss=bce,ce", "trainer.epochs=3")
+    assert again.returncode == 2 and "add resume=true to finish it" in again.stderr
+    assert (sweep_dir / "0" / "metrics.json").read_bytes() == before
+
+
+def test_a_mistake_common_to_every_job_is_reported_once_before_any_job_runs(tmp_path):
+    process, sweep_dir = sweep(tmp_path, "dataset=mnist_binary", "dataset.root=/nonexistent", "loss=bce,ce")
+    assert process.returncode == 2
+    (line,) = process.stderr.strip().splitlines()
+    assert line.startswith("error: mnist data not found")
+    assert not [path for path in sweep_dir.iterdir() if path.name.isdigit()]
+
+
+def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped_one(tmp_path):
+    import signal
+    import time
+
+    args = [
+        "-m",
+        "seed=0,1,2",
+        "trainer.epochs=1500",
+        "trainer.checkpoint_every=100",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    sweep_dir = tmp_path / "sweep"
+    process = launch(*args, wait=False)
+    deadline = time.monotonic() + 120
+    while not (sweep_dir / "1" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # the sweep's own process dies: no handler runs
+    process.communicate(timeout=60)
+    finished = (sweep_dir / "0" / "metrics.json").read_bytes()
+    assert not (sweep_dir / "2").exists() or not (sweep_dir / "2" / "metrics.json").exists()
+
+    resumed = launch(*args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "#0 seed=0: train/loss" in resumed.stdout and "(kept)" in resumed.stdout
+    assert (sweep_dir / "0" / "metrics.json").read_bytes() == finished  # untouched
+    assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 3
+    alone = tmp_path / "alone"
+    train_here(alone, "seed=1", "trainer.epochs=1500")
+    assert read_scalars(sweep_dir / "1") == read_scalars(alone)  # continued exactly, one curve

@@ -1,0 +1,65 @@
+"""A run directory's guard: one process at a time, and no earlier run replaced without a word.
+
+A run directory holds a run once it has a checkpoint, or a metrics.json of at least one epoch. A
+command aimed at such a directory must say `resume=true` (or point `ckpt_path=` elsewhere); otherwise
+it is refused before it writes anything, so a typo in a command can never cost a finished run.
+"""
+
+import errno
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from src.errors import ConfigError
+
+
+def previous_run(run_dir: Path) -> str | None:
+    """A short description of the run `run_dir` already holds, or None when it holds none."""
+    metrics_path, checkpoint = run_dir / "metrics.json", run_dir / "checkpoints" / "last.pt"
+    metrics: dict = {}
+    if metrics_path.is_file():
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (OSError, ValueError):
+            return "a run (its metrics.json is unreadable)"
+    if metrics.get("epochs", 0) > 0:
+        return f"a run {metrics.get('status', 'of unknown status')} after {metrics['epochs']} epochs"
+    if checkpoint.is_file():
+        return "the checkpoint of an unfinished run"
+    return None  # nothing, or a run refused before it trained: nothing to lose
+
+
+def refuse_to_replace(run_dir: Path) -> None:
+    """Refuse to start over in a directory that holds a run."""
+    held = previous_run(run_dir)
+    if held is not None:
+        raise ConfigError(
+            f"{run_dir} already holds {held}; add resume=true to continue it, or choose a new folder "
+            "with hydra.run.dir=DIR (or leave it out for a fresh one)"
+        )
+
+
+@contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir` for this process: a second process aimed at it is refused, before it writes.
+
+    The lock is on the directory itself (flock), so it creates no file and dies with its process.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise ConfigError(
+                f"another process is running in {run_dir}; wait for it to finish, or choose another "
+                "folder with hydra.run.dir=DIR"
+            ) from None
+        yield
+    finally:
+        os.close(handle)  # releases the lock
