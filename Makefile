@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test test-all bench lint format tensorboard clean
+.PHONY: train test test-all test-cluster bench lint format tensorboard clean
 
 # Re-installs when pyproject.toml changes. The stamp is written last, so a broken install retries.
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +23,20 @@ test: $(VENV)/.installed
 
 test-all: $(VENV)/.installed  ## including tests marked slow
 	$(PYTHON) -m pytest -n auto -m "" $(PYTEST_ARGS)
+
+# hydra/launcher=slurm on a real one-node SLURM cluster on this machine (needs root; installs slurm-wlm
+# and munge with apt-get on first use): starts it in a fresh temporary folder, runs tests/cluster/, and
+# stops it whatever the tests did (its logs are kept when they fail). About two minutes.
+test-cluster: $(VENV)/.installed
+	tests/cluster/slurm_cluster.sh install
+	export SLURM_CLUSTER_DIR=$$(mktemp -d /tmp/logreg-lab-slurm.XXXXXX); \
+	trap 'tests/cluster/slurm_cluster.sh stop' EXIT; \
+	if tests/cluster/slurm_cluster.sh start \
+		&& $(PYTHON) -m pytest -p no:xdist -m cluster tests/cluster $(PYTEST_ARGS); then \
+		tests/cluster/slurm_cluster.sh clean; \
+	else \
+		echo "cluster logs: $$SLURM_CLUSTER_DIR/log" >&2; exit 1; \
+	fi
 
 # Prints the framework-vs-baseline table and writes BENCHMARKS.md (several minutes).
 bench: $(VENV)/.installed

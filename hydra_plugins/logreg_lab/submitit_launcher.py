@@ -141,9 +141,6 @@ class SlurmLauncher(stock.SlurmLauncher):
             from src.sweep import FailedRun
 
             state = job.watcher.get_state(job.job_id, mode="force")
-            lines = str(error).strip().splitlines()
-            reason = (
-                f"SLURM job {job.job_id} ended ({state}) without a result: {lines[0] if lines else error!r}"
-            )
+            reason = f"SLURM job {job.job_id} ended {state} without a result ({type(error).__name__})"
             log.error(f"job #{job_num}: {reason}; its log: {job.paths.stderr}")
             return JobReturn(status=JobStatus.COMPLETED, _return_value=FailedRun(reason))

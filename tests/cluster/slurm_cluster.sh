@@ -6,6 +6,7 @@
 #   tests/cluster/slurm_cluster.sh env       # prints `export SLURM_CONF=...`: eval it to use sbatch/squeue
 #   tests/cluster/slurm_cluster.sh status    # the daemons' pids, and sinfo
 #   tests/cluster/slurm_cluster.sh stop      # ends the daemons that `start` started (by pid file)
+#   tests/cluster/slurm_cluster.sh clean     # stop, then delete $SLURM_CLUSTER_DIR
 #
 # Everything (config, munge key and socket, spool, state, logs, pid files) lives under one folder,
 # $SLURM_CLUSTER_DIR (default /tmp/logreg-lab-slurm): nothing system-wide is configured or started, and
@@ -20,11 +21,13 @@ DAEMONS=(slurmd slurmctld munged)  # stop order
 say() { echo "slurm_cluster: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-pid_of() {  # the pid in $DIR/run/$1.pid when that process is alive, else nothing
+pid_of() {  # the pid in $DIR/run/$1.pid when that process is alive and is $1, else nothing
     local file=$DIR/run/$1.pid pid
     [ -s "$file" ] || return 0
     pid=$(cat "$file")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]; then
+        echo "$pid"
+    fi
 }
 
 need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root (slurmd starts jobs as their user)"; }
@@ -191,7 +194,9 @@ case "${1:-}" in
     restart) cmd_stop && cmd_start ;;
     status) cmd_status ;;
     env) echo "export SLURM_CONF=$CONF" ;;
-    clean) cmd_stop && rm -rf "$DIR" ;;
+    clean) cmd_stop && if [ -f "$CONF" ] && grep -q "^# Written by tests/cluster/slurm_cluster.sh" "$CONF"; then
+               rm -rf "$DIR"  # only a folder that this script set up
+           fi ;;
     *) echo "usage: $0 install|start|stop|restart|status|env|clean  (state in \$SLURM_CLUSTER_DIR=$DIR)" >&2
        exit 2 ;;
 esac
