@@ -150,8 +150,23 @@ cmd_start() {
     say "up: export SLURM_CONF=$CONF"
 }
 
+end_jobs() {  # jobs still on this cluster are cancelled first: their slurmstepd would outlive slurmd
+    local jobs
+    jobs=$(SLURM_CONF=$CONF squeue --noheader --format=%A 2>/dev/null | sort -u | tr '\n' ' ')
+    [ -n "${jobs// /}" ] || return 0
+    say "cancelling jobs still on the cluster: $jobs"
+    # shellcheck disable=SC2086
+    SLURM_CONF=$CONF scancel $jobs || true
+    for _ in $(seq 60); do
+        [ -z "$(SLURM_CONF=$CONF squeue --noheader --states=running,completing --format=%A 2>/dev/null)" ] && return
+        sleep 0.5
+    done
+    say "jobs still ending after 30 s: stopping anyway"
+}
+
 cmd_stop() {
     local name pid
+    if [ -n "$(pid_of slurmctld)" ] && [ -n "$(pid_of slurmd)" ]; then end_jobs; fi
     for name in "${DAEMONS[@]}"; do
         pid=$(pid_of "$name")
         if [ -z "$pid" ]; then

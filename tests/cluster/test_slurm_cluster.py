@@ -79,8 +79,8 @@ def finish(process: subprocess.Popen, sweep_dir: Path) -> str:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
-            for job in (sweep_dir / ".submitit").glob("[0-9]*"):  # its jobs must not outlive the test
-                subprocess.run(["scancel", job.name], timeout=30)
+            for job_id in submitted(sweep_dir):  # its jobs must not outlive the test
+                subprocess.run(["scancel", job_id], timeout=30)
     return (sweep_dir.parent / f"{sweep_dir.name}.log").read_text()
 
 
@@ -94,10 +94,15 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 120)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def submitted(sweep_dir: Path) -> list[str]:
+    """SLURM ids of the jobs (or job array) that submitit submitted: its folders named by them."""
+    return sorted(p.name for p in (sweep_dir / ".submitit").glob("*") if re.fullmatch(r"\d+", p.name))
+
+
 def array_task(sweep_dir: Path, job_num: int) -> str | None:
-    """SLURM's id of a sweep's job (`123_1`) once submitit has written the folder for it."""
-    folders = [p.name for p in (sweep_dir / ".submitit").glob("*") if re.fullmatch(r"\d+", p.name)]
-    return f"{folders[0]}_{job_num}" if folders else None
+    """SLURM's id of a sweep's job (`123_1`) once submitit has submitted the array."""
+    ids = submitted(sweep_dir)
+    return f"{ids[0]}_{job_num}" if ids else None
 
 
 def job_state(job_id: str) -> str:
@@ -134,7 +139,7 @@ def test_a_two_job_sweep_runs_on_the_cluster_and_is_summarized(slurm_conf, tmp_p
         ("optimizer.lr=0.01 trainer.epochs=50", "completed", "50"),
         ("optimizer.lr=0.1 trainer.epochs=50", "completed", "50"),
     ]
-    (array,) = [p.name for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]
+    (array,) = submitted(sweep_dir)
     for job in (0, 1):  # run by SLURM as tasks of one job array
         task = f"{array}_{job}"
         wait_until(lambda task=task: job_state(task) == "COMPLETED", f"{task} to leave COMPLETING", 60)
@@ -155,8 +160,7 @@ def test_a_preempted_job_requeues_resumes_and_ends_with_the_uninterrupted_curve(
     )  # fmt: skip
     try:
         # a single job is a plain SLURM job (no array): its id names its .submitit folder
-        job_id = wait_until(lambda: next((p.name for p in (sweep_dir / ".submitit").glob("[0-9]*")), None),
-                            "the job's submission")  # fmt: skip
+        job_id = wait_until(lambda: next(iter(submitted(sweep_dir)), None), "the job's submission")
         wait_until(lambda: (sweep_dir / "0" / "checkpoints" / "last.pt").is_file(), "the first checkpoint")
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
         output = finish(process, sweep_dir)
