@@ -188,11 +188,11 @@ def test_a_preempted_job_requeues_resumes_and_ends_with_the_uninterrupted_curve(
 
 
 def test_jobs_cancelled_or_stopped_at_their_time_limit_are_failed_rows(slurm_conf, tmp_path):
-    # job 0 completes; job 1 gets SLURM's time-limit notice (USR2 30 s before its 1-minute limit) and
-    # is not requeued (max_num_timeout=0); job 2 is cancelled while it trains (it starts once job 0 has
-    # freed its CPU)
+    # job 0 completes; job 1 gets SLURM's time-limit notice (USR2 30 s before its 2-minute limit, which
+    # SLURM may send up to 60 s early: never in the first 30 s) and is not requeued (max_num_timeout=0);
+    # job 2 is cancelled while it trains (it starts once job 0 has freed its CPU)
     sweep_dir = tmp_path / "sweep"
-    limit = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30"]
+    limit = ["hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30"]
     process = start_sweep(sweep_dir, *limit, "trainer.epochs=20,1000000,1000001")
     try:
         job_2 = wait_until(lambda: array_task(sweep_dir, 2), "the array's submission")
