@@ -127,18 +127,20 @@ cmd_start() {
     need_root start
     command -v slurmctld >/dev/null && command -v munged >/dev/null || die "not installed: run '$0 install'"
     mkdir -p "$DIR"
-    chmod 0755 "$DIR"  # jobs' users must reach the config; the key folder below stays private
-    mkdir -p "$DIR"/{etc,munge,state,spool,run,log}
-    chmod 0700 "$DIR/munge" "$DIR/state"
+    chmod 0755 "$DIR"  # any user may submit jobs: the config and munge's socket are readable...
+    mkdir -p "$DIR"/{etc,munge,munge-key,state,spool,run,log}
+    chmod 0755 "$DIR/munge"
+    chmod 0700 "$DIR/munge-key" "$DIR/state"  # ...the key and the controller's state are not
     [ -f "$CONF" ] && [ -n "$(pid_of slurmctld)" ] || write_config  # keep the ports of a running cluster
     export SLURM_CONF=$CONF
 
-    if [ ! -s "$DIR/munge/munge.key" ]; then  # a fresh key for this cluster only
-        dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 status=none
-        chmod 0400 "$DIR/munge/munge.key"
+    if [ ! -s "$DIR/munge-key/munge.key" ]; then  # a fresh key for this cluster only
+        dd if=/dev/urandom of="$DIR/munge-key/munge.key" bs=1024 count=1 status=none
+        chmod 0400 "$DIR/munge-key/munge.key"
     fi
-    start_daemon munged munged --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
-        --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge/munged.seed"
+    start_daemon munged munged --force --key-file="$DIR/munge-key/munge.key" \
+        --socket="$DIR/munge/munge.socket" --seed-file="$DIR/munge-key/munged.seed" \
+        --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log"
     start_daemon slurmctld slurmctld -f "$CONF"
     start_daemon slurmd slurmd -f "$CONF"
 
