@@ -46,11 +46,14 @@ class QueueWatcher(SlurmInfoWatcher):
             return
         self._num_calls += 1
         if not self.use_squeue:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-            if done.returncode == 0:
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+                said = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
+            except (OSError, subprocess.TimeoutExpired) as error:  # not installed, or hanging
+                done, said = None, str(error)
+            if done is not None and done.returncode == 0:
                 self._info_dict.update(self.read_info(done.stdout))
             else:
-                said = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
                 log.warning(f"sacct does not answer on this cluster ({said}): following the jobs with squeue")
                 self.use_squeue = True
         if self.use_squeue:
@@ -69,8 +72,9 @@ class QueueWatcher(SlurmInfoWatcher):
             done = subprocess.run(
                 [*command, f"--jobs={','.join(main_ids)}"], capture_output=True, text=True, timeout=120
             )
-        except subprocess.TimeoutExpired:
-            return {}  # ask again at the next poll
+        except (OSError, subprocess.TimeoutExpired) as error:
+            log.warning(f"squeue failed ({error}); asking again later")
+            return {}
         if done.returncode != 0 and "Invalid job id" not in done.stderr:
             log.warning(f"squeue failed ({done.stderr.strip()}); asking again later")
             return {}
