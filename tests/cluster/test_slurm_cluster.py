@@ -67,8 +67,8 @@ def start_sweep(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
     """The sweep command in the background (as run_cli runs it), its output in sweep_dir's parent."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
     command = [sys.executable, "-m", "src.train", "-m", *SLURM, *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    log = (sweep_dir.parent / f"{sweep_dir.name}.log").open("w")
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    with (sweep_dir.parent / f"{sweep_dir.name}.log").open("w") as log:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(process: subprocess.Popen, sweep_dir: Path) -> str:
@@ -163,26 +163,23 @@ def test_a_preempted_job_requeues_resumes_and_ends_with_the_uninterrupted_curve(
         job_id = wait_until(lambda: next(iter(submitted(sweep_dir)), None), "the job's submission")
         wait_until(lambda: (sweep_dir / "0" / "checkpoints" / "last.pt").is_file(), "the first checkpoint")
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
-        output = finish(process, sweep_dir)
     finally:
+        output = finish(process, sweep_dir)
         local_stderr = local.communicate(timeout=SWEEP_TIMEOUT)[1]
     assert local.returncode == 0, local_stderr
     assert process.returncode == 0, output
     log = job_log(sweep_dir, job_id)
     assert "Caught signal SIGUSR2" in log and "Requeued job" in log  # submitit requeued it...
-    resumed = re.search(
-        r"resuming from (\S+) after epoch (\d+)", log
-    )  # ...and it went on from its checkpoint
+    # ...and the requeued job went on from its checkpoint
+    resumed = re.search(r"resuming from (\S+) after epoch (\d+)", log)
     assert resumed, log
     assert resumed.group(1) == str(sweep_dir / "0" / "checkpoints" / "last.pt")
     assert 0 < int(resumed.group(2)) < 3000
     assert log.count("Starting with JobEnvironment") == 2
     (row,) = summary_rows(sweep_dir)
     assert (row["status"], row["epochs"]) == ("completed", "3000")
-    curve, expected = (
-        read_scalars(sweep_dir / "0")["train/loss"],
-        read_scalars(tmp_path / "local")["train/loss"],
-    )
+    curve = read_scalars(sweep_dir / "0")["train/loss"]
+    expected = read_scalars(tmp_path / "local")["train/loss"]
     assert len(curve) == 3000
     assert curve == expected  # exactly: same steps, same values
 
