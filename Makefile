@@ -26,7 +26,7 @@ test-all: $(VENV)/.installed  ## including tests marked slow
 
 # hydra/launcher=slurm on a real one-node SLURM cluster on this machine (needs root; installs slurm-wlm
 # and munge with apt-get on first use): starts it in a fresh temporary folder, runs tests/cluster/, and
-# stops it whatever the tests did (its logs are kept when they fail). About two minutes.
+# stops it whatever the tests did (its logs are kept when they fail). 3-4 minutes on 2 busy cores.
 test-cluster: $(VENV)/.installed
 	tests/cluster/slurm_cluster.sh install
 	export SLURM_CLUSTER_DIR=$$(mktemp -d /tmp/logreg-lab-slurm.XXXXXX); \
