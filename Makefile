@@ -7,7 +7,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help train test test-all bench lint format tensorboard clean
+.PHONY: help train test test-all test-cluster bench lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -32,6 +32,20 @@ test: $(VENV)/.installed  ## the test suite (PYTEST_ARGS="-k name" to pick)
 
 test-all: $(VENV)/.installed  ## the test suite including tests marked slow
 	$(PYTHON) -m pytest -n auto -m "" $(PYTEST_ARGS)
+
+# hydra/launcher=slurm on a real one-node SLURM cluster on this machine (needs root; installs slurm-wlm
+# and munge with apt-get on first use): starts it in a fresh temporary folder, runs tests/cluster/, and
+# stops it whatever the tests did (its logs are kept when they fail). 3-4 minutes on 2 busy cores.
+test-cluster: $(VENV)/.installed  ## sweeps on a real one-node SLURM cluster on this machine (root)
+	tests/cluster/slurm_cluster.sh install
+	export SLURM_CLUSTER_DIR=$$(mktemp -d /tmp/logreg-lab-slurm.XXXXXX); \
+	trap 'tests/cluster/slurm_cluster.sh stop' EXIT; \
+	if tests/cluster/slurm_cluster.sh start \
+		&& $(PYTHON) -m pytest -p no:xdist -m cluster tests/cluster $(PYTEST_ARGS); then \
+		tests/cluster/slurm_cluster.sh clean; \
+	else \
+		echo "cluster logs: $$SLURM_CLUSTER_DIR/log" >&2; exit 1; \
+	fi
 
 bench: $(VENV)/.installed-bench  ## side-by-side benchmarks; writes BENCHMARKS.md (BENCH_ARGS="--repeats 3")
 	$(PYTHON) -m benchmarks.bench $(BENCH_ARGS)
