@@ -14,13 +14,16 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # Re-installs when pyproject.toml changes. The stamp is written last, so a broken install retries.
+# editable_mode=compat puts the repository on sys.path, so that Hydra finds the project's plugins
+# (hydra_plugins/logreg_lab) from any working directory, as it finds the installed ones.
+INSTALL := $(PYTHON) -m pip install --quiet --config-settings editable_mode=compat -e
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BASE) -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(INSTALL) '.[dev]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(PYTHON) -m pip install --quiet -e '.[dev,bench]'
+	$(INSTALL) '.[dev,bench]'
 	touch $@
 
 train: $(VENV)/.installed  ## the tutorial (or ARGS="overrides"): python -m src.train

@@ -23,12 +23,14 @@ class Components:
     model: nn.Module
 
 
-def build_components(cfg: DictConfig) -> Components:
-    """Data, head and model for `cfg`; the model's initial weights depend on `cfg.seed` only."""
+def build_components(cfg: DictConfig, data: ClassificationData | None = None) -> Components:
+    """Data (unless given: a stack of runs shares it), head and model for `cfg`; the model's initial
+    weights depend on `cfg.seed` only."""
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(thread_count(cfg.trainer.threads))
-    data: ClassificationData = build(cfg.dataset, seed=cfg.seed, _convert_="all").to(device)
+    if data is None:
+        data = build_data(cfg, device)
     head: Head = build(cfg.loss)
     sizes = {"in_features": data.num_features, "out_features": head.num_outputs(data.num_classes)}
     with torch.device("meta"):  # the model's shape, without allocating its weights
@@ -36,6 +38,12 @@ def build_components(cfg: DictConfig) -> Components:
     torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does
     model = build(cfg.model, **sizes)
     return Components(device, data, head, model.to(device))
+
+
+def build_data(cfg: DictConfig, device: torch.device) -> ClassificationData:
+    """The dataset `cfg` describes, split by `cfg.seed`, on `device`."""
+    data: ClassificationData = build(cfg.dataset, seed=cfg.seed, _convert_="all")
+    return data.to(device)
 
 
 # Weights, their gradients and up to two optimizer moments (Adam), in float32.

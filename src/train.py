@@ -28,9 +28,11 @@ from src.checkpoint import RunState
 from src.cli import HeldRunLog, run_guarded
 from src.config import register_configs, validate
 from src.console import EpochProgress, config_tree, summary
+from src.data import ClassificationData
 from src.errors import ConfigError, OutputError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
+from src.losses import Head
 from src.outputs import RunRecorder, hyperparameters, run_name
 from src.report import parameters, predictions, run_pictures, test_metrics
 from src.rundir import exclusive, previous_run, refuse_to_replace
@@ -140,9 +142,7 @@ def run_epochs(
     """The epochs (record, checkpoint when due, stop when asked), then test, draw and report."""
     model, head, data = parts.model, parts.head, parts.data
     epochs, checkpoint_every, run_identity = cfg.trainer.epochs, cfg.trainer.checkpoint_every, identity(cfg)
-    params = hyperparameters(cfg, context.choices, context.overrides)
-    recorder = RunRecorder(context.run_dir, start.run_name, OmegaConf.to_yaml(cfg, resolve=True), params,
-                           start.epoch, start.metrics, start.history)  # fmt: skip
+    recorder = open_recorder(cfg, context, start)
 
     def save_checkpoint(completed: int) -> None:
         recorder.flush()  # the events and the checkpoint tell the same story
@@ -163,23 +163,43 @@ def run_epochs(
             if stopping or result.completed % checkpoint_every == 0 or result.completed == epochs:
                 save_checkpoint(result.completed)
             if stopping:
-                recorder.finish(
-                    "interrupted", reason=f"stopped by {stop.signal_name} after epoch {result.completed}"
-                )
-                stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
-                raise Interrupted(
-                    f"stopped by {stop.signal_name} after epoch {result.completed}; "
-                    f"resume with:\n  {resume_command(context)}",
-                    stop.signal_number or signal.SIGTERM,
-                )
+                stop_recording(recorder, stop, result.completed)
+                raise interruption(stop, result.completed, context)
+        return finish_recording(recorder, model, head, data, epochs)
 
-        recorder.record(epochs, test_metrics(model, head, data))
-        extra: dict[str, Any] = {}
-        if data.test is not None and data.test.labels is None:
-            extra["predictions"] = predictions(model, head, data.test.inputs)
-        for picture_name, image in run_pictures(model, head, data, recorder.history).items():
-            recorder.picture(picture_name, image, epochs)
-        return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
+
+def open_recorder(cfg: DictConfig, context: RunContext, start: Start) -> RunRecorder:
+    """The recorder of a run that begins at `start`."""
+    params = hyperparameters(cfg, context.choices, context.overrides)
+    return RunRecorder(context.run_dir, start.run_name, OmegaConf.to_yaml(cfg, resolve=True), params,
+                       start.epoch, start.metrics, start.history)  # fmt: skip
+
+
+def stop_recording(recorder: RunRecorder, stop: StopSignals, completed: int) -> None:
+    """A run stopped by a signal after `completed` epochs (its checkpoint already saved)."""
+    recorder.finish("interrupted", reason=f"stopped by {stop.signal_name} after epoch {completed}")
+    stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
+
+
+def interruption(stop: StopSignals, completed: int, context: RunContext) -> Interrupted:
+    """What stopping says: the signal, where, and the command that continues."""
+    message = (
+        f"stopped by {stop.signal_name} after epoch {completed}; resume with:\n  {resume_command(context)}"
+    )
+    return Interrupted(message, stop.signal_number or signal.SIGTERM)
+
+
+def finish_recording(
+    recorder: RunRecorder, model: torch.nn.Module, head: Head, data: ClassificationData, epochs: int
+) -> dict[str, Any]:
+    """Test, predict, draw, and write metrics.json as completed; returns its content and the weights."""
+    recorder.record(epochs, test_metrics(model, head, data))
+    extra: dict[str, Any] = {}
+    if data.test is not None and data.test.labels is None:
+        extra["predictions"] = predictions(model, head, data.test.inputs)
+    for picture_name, image in run_pictures(model, head, data, recorder.history).items():
+        recorder.picture(picture_name, image, epochs)
+    return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
 
 
 def write_run_files(cfg: DictConfig, context: RunContext) -> None:

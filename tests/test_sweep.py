@@ -215,3 +215,12 @@ def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped
     alone = tmp_path / "alone"
     train_here(alone, "seed=1", "trainer.epochs=1500")
     assert read_scalars(sweep_dir / "1") == read_scalars(alone)  # continued exactly, one curve
+
+
+def test_the_slurm_launcher_where_no_cluster_answers_says_so_in_one_line(tmp_path):
+    # SLURM_CONF pointing nowhere: sbatch (if installed) finds no cluster; without sbatch, not found.
+    process = launch("-m", "hydra/launcher=slurm", "trainer.epochs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     env={"SLURM_CONF": str(tmp_path / "no-slurm.conf")})  # fmt: skip
+    assert process.returncode == 2
+    (line,) = process.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "hydra/launcher=submitit_local" in line

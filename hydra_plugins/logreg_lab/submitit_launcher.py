@@ -16,6 +16,8 @@ through `_target_`; Hydra only loads launchers from the `hydra_plugins` namespac
 import logging
 import os
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as stock
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
+from submitit.core.utils import FailedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,34 @@ class QueueWatcher(SlurmInfoWatcher):
         return states
 
 
+def submit_or_explain(submit: Any) -> Any:
+    """`submit()`, or one line saying why SLURM took no jobs and what runs the sweep here instead.
+
+    sbatch's own messages are held back while it runs (they are many lines when no cluster answers)."""
+    saved_stderr = os.dup(2)
+    failure: Exception
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            return submit()
+        except (FileNotFoundError, FailedJobError) as error:
+            failure = error
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+    if isinstance(failure, FileNotFoundError):  # no sbatch on this machine
+        reason = f"{Path(str(failure.filename or 'sbatch')).name} not found: SLURM is not installed here"
+    else:  # sbatch is there, but no cluster answers
+        lines = [line.strip() for line in str(failure).splitlines() if line.strip()]
+        reason = f"sbatch could not submit the jobs ({lines[-1] if lines else 'no reason given'})"
+    print(
+        f"error: {reason}; run the sweep on a SLURM login node, or try it on this machine with "
+        "hydra/launcher=submitit_local",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
 class SlurmLauncher(stock.SlurmLauncher):
     """SlurmLauncher with the QueueWatcher, and failed jobs kept in the sweep (see the module doc).
 
@@ -116,7 +147,7 @@ class SlurmLauncher(stock.SlurmLauncher):
                 if k not in init_keys
             }
         )
-        log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
+        log.debug(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in self.config.hydra.sweep:
@@ -124,11 +155,11 @@ class SlurmLauncher(stock.SlurmLauncher):
 
         job_params = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            log.debug(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append(
                 (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
             )
-        jobs = executor.map_array(self, *zip(*job_params, strict=True))
+        jobs = submit_or_explain(lambda: executor.map_array(self, *zip(*job_params, strict=True)))
 
         watcher = QueueWatcher()
         for job in jobs:  # an instance attribute: submitit's own watcher stays as it is for other code
