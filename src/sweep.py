@@ -14,6 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from src.console import tensorboard_command
 from src.events import read_scalars
 from src.metrics import SCALARS, TRAIN_LOSS, Direction
 
@@ -122,6 +123,7 @@ class SweepSummary(Callback):
             file.write(f"\n![curves of every job]({figure.name})\n")
         print(table)
         print(f"curves of every job: {figure}")
+        print(tensorboard_command(sweep_dir))  # one command for the whole sweep, not one per job
         failed = [row for row in rows if row.get("status") != "completed"]
         if failed:
             print(f"error: {len(failed)} of {len(rows)} jobs failed (see summary.md)", file=sys.stderr)

@@ -28,7 +28,7 @@ from src.console import EpochProgress, config_tree, summary
 from src.errors import ConfigError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
-from src.outputs import RunRecorder, hyperparameters, run_name
+from src.outputs import RunRecorder, hyperparameters, run_name, swept_keys
 from src.report import parameters, predictions, run_pictures, test_metrics
 from src.sweep import FailedRun
 from src.trainer import train_epochs
@@ -45,15 +45,18 @@ class RunContext:
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
     in_sweep: bool = False
+    swept: set[str] | None = None  # in a sweep: the keys it varies, which name the job in TensorBoard
 
     @classmethod
     def from_hydra(cls) -> "RunContext":
         hydra_cfg = HydraConfig.get()
+        in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
         return cls(
             run_dir=Path(hydra_cfg.runtime.output_dir),
             overrides=list(hydra_cfg.overrides.task),
             choices={key: str(value) for key, value in hydra_cfg.runtime.choices.items()},
-            in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
+            in_sweep=in_sweep,
+            swept=swept_keys(Path(hydra_cfg.sweep.dir), hydra_cfg.sweeper.get("params")) if in_sweep else None,
         )
 
     @property
@@ -76,7 +79,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     optimizer = build_optimizer(cfg, model)
     shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
 
-    run_identity, name = identity(cfg), run_name(context.overrides)
+    run_identity, name = identity(cfg), run_name(context.overrides, context.swept)
     start: tuple[int, dict[str, float], dict[str, list[tuple[int, float]]]] = (
         0,
         {},
@@ -127,7 +130,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if data.test is not None and data.test.labels is None:
             extra["predictions"] = predictions(model, head, data.test.inputs)
-        for picture_name, image in run_pictures(model, head, data, recorder.history).items():
+        for picture_name, image in run_pictures(model, head, data, recorder.history, name).items():
             recorder.picture(picture_name, image, epochs)
         return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
 
@@ -178,7 +181,8 @@ def main(cfg: DictConfig) -> float | FailedRun:
     )
     if isinstance(outcome, FailedRun):
         return outcome
-    log.info(summary(outcome, context.run_dir, time.perf_counter() - started))
+    # A sweep prints one TensorBoard command, for its root, when it ends (src/sweep.py).
+    log.info(summary(outcome, context.run_dir, time.perf_counter() - started, tensorboard=not context.in_sweep))
     return outcome[cfg.objective.metric]
 
 

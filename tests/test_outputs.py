@@ -1,14 +1,30 @@
 import json
 
-from src.outputs import RunRecorder, hyperparameters, run_name
+from src.outputs import RunRecorder, hyperparameters, run_name, swept_keys
 from tests.helpers import compose_with_choices, read_scalars
 
 
-def test_run_name_is_the_overrides_as_one_safe_folder_name():
+def test_run_name_is_the_overrides_as_one_short_safe_folder_name():
     assert run_name([]) == "defaults"
     assert run_name(["loss=ce", "optimizer.lr=0.1"]) == "loss=ce,optimizer.lr=0.1"
-    assert run_name(["dataset.root=/data/mnist"]) == "dataset.root=_data_mnist"
+    assert run_name(["dataset.root=/data/mnist/"]) == "dataset.root=mnist"  # a path: its last part
+    assert run_name(["dataset.download=False"]) == run_name(["dataset.download=false"])
+    assert run_name(["dataset.download=True"]) == "dataset.download=true"
+    assert run_name(["trainer.epochs=9", "resume=true", "ckpt_path=/a/b/last.pt"]) == "trainer.epochs=9"
     assert len(run_name([f"x{i}=1" for i in range(100)])) <= 200
+
+
+def test_a_sweep_job_is_named_by_the_keys_the_sweep_varies(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task: ['loss=bce,ce', 'optimizer.lr=0.01,0.1', dataset=mnist_binary]\n"
+    )
+    swept = swept_keys(tmp_path, None)
+    assert swept == {"loss", "optimizer.lr"}
+    job = ["loss=bce", "optimizer.lr=0.01", "dataset=mnist_binary", "dataset.root=/tmp/mnist_flat"]
+    assert run_name(job, swept) == "loss=bce,optimizer.lr=0.01"
+    optuna = swept_keys(tmp_path / "none", {"optimizer.lr": "tag(log, interval(1e-5, 1))"})
+    assert run_name(["optimizer.lr=0.003", "trainer.epochs=30"], optuna) == "optimizer.lr=0.003"
+    assert swept_keys(tmp_path / "none", None) is None  # nothing says: every override names the job
 
 
 def test_hyperparameters_hold_choices_main_knobs_and_every_override():
@@ -20,6 +36,15 @@ def test_hyperparameters_hold_choices_main_knobs_and_every_override():
     assert params["loss.reduction"] == "mean" and params["trainer.batch_size"] == 64
     assert params["dataset.classes"] == "4,9"  # a list, as TensorBoard can show it
     assert all(isinstance(value, int | float | str | bool) for value in params.values())
+
+
+def test_hyperparameters_keep_booleans_and_leave_out_unset_values():
+    overrides = ["dataset=mnist_binary", "dataset.download=false", "trainer.batch_size=null", "resume=true"]
+    cfg, choices = compose_with_choices(*overrides)
+    params = hyperparameters(cfg, choices, overrides)
+    assert params["dataset.download"] is False  # a boolean in HParams, not 0.0
+    assert "trainer.batch_size" not in params  # null (a full batch) is no number: no value, not "None"
+    assert "resume" not in params
 
 
 def test_recorder_keeps_last_values_and_marks_a_crash_as_failed(tmp_path):
