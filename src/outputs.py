@@ -76,6 +76,8 @@ def run_name(overrides: list[str], swept: Collection[str] | None = None) -> str:
         key, _, value = override.partition("=")
         if value in ("True", "False"):
             value = value.lower()
+        elif len(value) > 8 and re.fullmatch(r"[-+]?\d*\.?\d+(e[-+]?\d+)?", value):
+            value = f"{float(value):.4g}"  # an Optuna trial's 0.005545996722241045 is 0.005546
         elif "/" in value.strip("/"):
             value = value.rstrip("/").rsplit("/", 1)[-1]
         parts.append(f"{key}={value}" if _ else key)

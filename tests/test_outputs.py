@@ -24,6 +24,7 @@ def test_a_sweep_job_is_named_by_the_keys_the_sweep_varies(tmp_path):
     assert run_name(job, swept) == "loss=bce,optimizer.lr=0.01"
     optuna = swept_keys(tmp_path / "none", {"optimizer.lr": "tag(log, interval(1e-5, 1))"})
     assert run_name(["optimizer.lr=0.003", "trainer.epochs=30"], optuna) == "optimizer.lr=0.003"
+    assert run_name(["optimizer.lr=0.005545996722241045"], optuna) == "optimizer.lr=0.005546"
     assert swept_keys(tmp_path / "none", None) is None  # nothing says: every override names the job
 
 
