@@ -124,7 +124,9 @@ class EventWriter:
         from tensorboard.plugins.hparams import metadata
 
         value = Summary.Value(
-            tag=f"_hparams_/{name}", metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
+            tag=f"_hparams_/{name}",
+            metadata=metadata.create_summary_metadata(data),
+            tensor=metadata.NULL_TENSOR,
         )
         self.summary(Summary(value=[value]))
 

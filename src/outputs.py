@@ -9,6 +9,7 @@ unlabeled.
 import re
 import time
 from collections.abc import Collection
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,8 +50,10 @@ def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[st
             params[key] = ",".join(str(item) for item in value)
         elif value is not None and not isinstance(value, DictConfig):
             params[key] = value
+    # Enums by their value (`cpu`, not `DeviceType.cpu`); anything else TensorBoard cannot hold as text.
+    params = {key: value.value if isinstance(value, Enum) else value for key, value in params.items()}
     return {
-        key: value if isinstance(value, int | float | str | bool) else str(getattr(value, "value", value))
+        key: value if isinstance(value, int | float | str | bool) else str(value)
         for key, value in params.items()
     }
 

@@ -51,12 +51,13 @@ class RunContext:
     def from_hydra(cls) -> "RunContext":
         hydra_cfg = HydraConfig.get()
         in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+        swept = swept_keys(Path(hydra_cfg.sweep.dir), hydra_cfg.sweeper.get("params")) if in_sweep else None
         return cls(
             run_dir=Path(hydra_cfg.runtime.output_dir),
             overrides=list(hydra_cfg.overrides.task),
             choices={key: str(value) for key, value in hydra_cfg.runtime.choices.items()},
             in_sweep=in_sweep,
-            swept=swept_keys(Path(hydra_cfg.sweep.dir), hydra_cfg.sweeper.get("params")) if in_sweep else None,
+            swept=swept,
         )
 
     @property
@@ -181,8 +182,8 @@ def main(cfg: DictConfig) -> float | FailedRun:
     )
     if isinstance(outcome, FailedRun):
         return outcome
-    # A sweep prints one TensorBoard command, for its root, when it ends (src/sweep.py).
-    log.info(summary(outcome, context.run_dir, time.perf_counter() - started, tensorboard=not context.in_sweep))
+    seconds = time.perf_counter() - started  # a sweep prints one TensorBoard command, at its end
+    log.info(summary(outcome, context.run_dir, seconds, tensorboard=not context.in_sweep))
     return outcome[cfg.objective.metric]
 
 

@@ -35,6 +35,7 @@ def test_hyperparameters_hold_choices_main_knobs_and_every_override():
     assert params["loss"] == "ce" and params["dataset"] == "mnist_binary" and params["device"] == "cpu"
     assert params["optimizer.momentum"] == 0.9 and params["optimizer.lr"] == 0.1
     assert params["loss.reduction"] == "mean" and params["trainer.batch_size"] == 64
+    assert type(params["loss.reduction"]) is str and type(params["device"]) is str  # not Reduction.mean
     assert params["dataset.classes"] == "4,9"  # a list, as TensorBoard can show it
     assert all(isinstance(value, int | float | str | bool) for value in params.values())
 
