@@ -81,3 +81,52 @@ def test_time_series_groups_pictures_after_the_curves(logdir):
     # Time Series sorts its cards by tag, groups them by the tag's first part and opens the first two
     # groups: test (two one-point cards) and train; val follows, the pictures come last.
     assert sorted({tag.split("/")[0] for tag in [*scalars, *images]}) == ["test", "train", "val", "visuals"]
+
+
+def test_sigkill_after_a_flush_past_the_checkpoint_then_resume_shows_one_curve_everywhere(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from src import events
+    from tests.helpers import REPO
+
+    run_dir = tmp_path / "run"
+    # The real command, flushing events every epoch (as a timed flush does every 5 s), so that the
+    # event file runs ahead of the last checkpoint when the process is killed.
+    code = (
+        "import runpy, sys; import src.events; src.events.FLUSH_SECONDS = 0.0; "
+        "sys.argv = ['src.train'] + sys.argv[1:]; runpy.run_module('src.train', run_name='__main__')"
+    )
+    args = ["trainer.epochs=1000000", "trainer.checkpoint_every=1000", "trainer.progress=false"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args, f"hydra.run.dir={run_dir}"], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        folders = {path.parent for path in run_dir.rglob("events.out.tfevents.*")}
+        if checkpoint.exists() and folders:
+            logged = events.read_scalars(folders.pop()).get("train/loss", [])
+            if logged and logged[-1][0] >= 1100:  # 100 epochs past the first checkpoint
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = torch.load(checkpoint, weights_only=True)["epoch"]
+    stale = max(step for step, _ in events.read_scalars(event_dir(run_dir))["train/loss"])
+    assert stale >= saved  # epochs logged after the checkpoint: what used to show twice
+
+    train_here(run_dir, *args, f"trainer.epochs={saved + 30}", "resume=true")
+    run = str(event_dir(run_dir).relative_to(tmp_path))
+    expected = list(range(saved + 30))
+    steps = [step for step, _ in events.read_scalars(event_dir(run_dir))["train/loss"]]
+    assert steps == expected  # EventAccumulator
+    assert [step for step, _ in tb.scalars(tb.python_loader(tmp_path), run, "train/loss")] == expected
+
+    with tb.fast_loader(tmp_path, lambda p: len(tb.scalars(p, run, "train/loss")) >= saved + 30) as fast:
+        assert [step for step, _ in tb.scalars(fast, run, "train/loss")] == expected
