@@ -3,8 +3,8 @@
 Pillow rather than matplotlib: matplotlib's import alone takes 0.4 s, a tenth of the whole default
 run, and these pictures need only lines, pixels and text.
 
-Sized for TensorBoard: its Time Series shows an image shrunk to a card about 350 px wide, so text is
-drawn at 20 px or more and lines 4 px wide, which stay readable at half size.
+Sized for TensorBoard, which shrinks an image to its card, about 300-350 px wide: pictures are at most
+about 480 px wide, with text of 20 px or more and lines 4 px wide, so they stay readable at that size.
 """
 
 import functools
@@ -18,11 +18,11 @@ from PIL import Image, ImageDraw, ImageFont
 Curve = Sequence[tuple[int, float]]
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf"]  # fmt: skip
-CHART_SIZE = (720, 440)
-LEGEND_ROW = 32  # height of one legend line below a chart
+CHART_SIZE = (480, 340)
+LEGEND_ROW = 30  # height of one legend line below a chart
 WEIGHT_SCALE = 12  # each of the 28x28 weights becomes a 12x12 block
 SCALE_BAR = 96  # below the weight map: its colour scale, with labels
-TILE_SCALE, GRID_COLUMNS, GRID_MAX = 4, 6, 24
+TILE_SCALE, GRID_COLUMNS, GRID_MAX = 3, 5, 20
 
 
 @functools.cache
@@ -55,8 +55,8 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
     legend_height = LEGEND_ROW * len(curves) + 10
     image = Image.new("RGB", (width, plot_height + legend_height), "white")
     draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 100, width - 28, 80, plot_height - 70
-    draw.text((width // 2, 8), fit(title, font(26), width - 16), fill="black", font=font(26), anchor="mt")
+    left, right, top, bottom = 84, width - 22, 74, plot_height - 66
+    draw.text((width // 2, 8), fit(title, font(24), width - 16), fill="black", font=font(24), anchor="mt")
     if not curves:
         draw.text((width // 2, plot_height // 2), "no finite values", fill="gray", font=font(22), anchor="mm")
         return image
@@ -84,8 +84,8 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
         draw.line([(px, top), (px, bottom)], fill="#e0e0e0", width=2)
         draw.text((px, bottom + 10), f"{x:g}", fill="#333333", font=tick_font, anchor="mt")
     draw.rectangle([left, top, right, bottom], outline="#444444", width=2)
-    draw.text(((left + right) // 2, bottom + 38), x_label, fill="black", font=font(22), anchor="mt")
-    draw.text((left, top - 10), y_label, fill="black", font=font(22), anchor="lb")
+    draw.text(((left + right) // 2, bottom + 36), x_label, fill="black", font=font(22), anchor="mt")
+    draw.text((left, top - 8), y_label, fill="black", font=font(22), anchor="lb")
 
     for index, (name, points) in enumerate(curves.items()):
         color = COLORS[index % len(COLORS)]
@@ -96,9 +96,9 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
         else:
             draw.line(pixels, fill=color, width=4, joint="curve")
         legend_y = plot_height + 4 + LEGEND_ROW * index + LEGEND_ROW // 2
-        draw.line([(left, legend_y), (left + 36, legend_y)], fill=color, width=6)
-        label = fit(name, font(22), width - left - 56)
-        draw.text((left + 48, legend_y), label, fill="black", font=font(22), anchor="lm")
+        draw.line([(16, legend_y), (48, legend_y)], fill=color, width=6)
+        label = fit(name, font(20), width - 76)
+        draw.text((58, legend_y), label, fill="black", font=font(20), anchor="lm")
     return image
 
 
@@ -148,16 +148,16 @@ def diverging(t: np.ndarray) -> np.ndarray:
 def mistakes_grid(
     images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
 ) -> Image.Image:
-    """Misclassified test images (up to 24), each captioned with its true class and P(positive)."""
+    """Misclassified test images (up to 20), each captioned with its true class and P(positive)."""
     side = int(math.isqrt(images.shape[1]))
     tile = side * TILE_SCALE
     count = min(len(images), GRID_MAX)
     rows = max(1, math.ceil(count / GRID_COLUMNS))
-    cell_height = tile + 36
+    cell_height = tile + 32
     top = 64
     image = Image.new("RGB", (GRID_COLUMNS * (tile + 8) + 8, rows * cell_height + top), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((8, 6), f"misclassified: {len(images)} (first {count})", fill="black", font=font(24))
+    draw.text((8, 6), f"misclassified: {len(images)} (first {count})", fill="black", font=font(22))
     draw.text((8, 36), f"caption: true class, P({class_names[1]})", fill="#444444", font=font(20))
     for index in range(count):
         pixels = images[index].reshape(side, side)
@@ -168,5 +168,5 @@ def mistakes_grid(
         y = top + (index // GRID_COLUMNS) * cell_height
         image.paste(picture, (x, y))
         caption = f"{class_names[int(labels[index])]} p={probabilities[index]:.2f}"
-        draw.text((x + tile // 2, y + tile + 4), caption, fill="black", font=font(22), anchor="mt")
+        draw.text((x + tile // 2, y + tile + 4), caption, fill="black", font=font(20), anchor="mt")
     return image
