@@ -27,7 +27,9 @@ GROUPS = ("dataset", "model", "loss", "optimizer")
 MAIN_KNOBS = ("device", "optimizer.lr", "optimizer.weight_decay", "loss.reduction", "trainer.epochs",
               "trainer.batch_size", "seed")  # fmt: skip
 NOT_SETTINGS = ("resume", "ckpt_path")  # where a run continues from, not how it trains
-PICTURES_GROUP = "visuals"  # sorts after train/ and val/, which TensorBoard's Time Series expands first
+# Time Series sorts tag groups by name and opens the first two (test/, train/): pictures sort after
+# every metric group (test/, train/, val/), so they stay closed and out of the way.
+PICTURES_GROUP = "visuals"
 
 
 def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str]) -> HyperParameters:
@@ -76,14 +78,14 @@ def run_name(overrides: list[str], swept: Collection[str] | None = None) -> str:
         kept = [o for o in kept if override_key(o) in swept] or kept
     parts = []
     for override in kept:
-        key, _, value = override.partition("=")
+        key, has_value, value = override.partition("=")
         if value in ("True", "False"):
             value = value.lower()
         elif len(value) > 8 and re.fullmatch(r"[-+]?\d*\.?\d+(e[-+]?\d+)?", value):
             value = f"{float(value):.4g}"  # an Optuna trial's 0.005545996722241045 is 0.005546
         elif "/" in value.strip("/"):
             value = value.rstrip("/").rsplit("/", 1)[-1]
-        parts.append(f"{key}={value}" if _ else key)
+        parts.append(f"{key}={value}" if has_value else key)
     name = ",".join(parts) or "defaults"
     return re.sub(r"[^\w.=,+\-\[\]]", "_", name)[:200]  # one safe path component
 
