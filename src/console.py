@@ -72,8 +72,9 @@ class EpochProgress:
             self._bar.close()
 
 
-def summary(metrics: dict[str, Any], run_dir: Path, seconds: float) -> str:
-    """The closing lines: what was learned, the final metrics, where the files are, how to look."""
+def summary(metrics: dict[str, Any], run_dir: Path, seconds: float, tensorboard: bool = True) -> str:
+    """The closing lines: what was learned, the final metrics, where the files are, how to look (the
+    TensorBoard command, unless `tensorboard` is false: a sweep's job, whose sweep prints one)."""
     lines = [f"{metrics['status']}: {metrics['epochs']} epochs in {seconds:.1f} s"]
     for name, values in metrics.get("parameters", {}).items():
         lines.append(f"{name} = {', '.join(f'{v:.4f}' for v in values)}")
@@ -84,11 +85,17 @@ def summary(metrics: dict[str, Any], run_dir: Path, seconds: float) -> str:
     files = ["metrics.json", "checkpoints/last.pt", "config_tree.txt"]
     files += sorted(str(p.relative_to(run_dir)) for p in (run_dir / "pictures").glob("*.png"))
     lines.append(f"  {', '.join(files)}")
-    logdir = next((folder for folder in run_dir.parents if folder.name == "experiments"), run_dir)
-    if logdir.is_relative_to(Path.cwd()):
-        logdir = logdir.relative_to(Path.cwd())
-    lines.append(f"TensorBoard: tensorboard --logdir {logdir}")
+    if tensorboard:
+        logdir = next((folder for folder in run_dir.parents if folder.name == "experiments"), run_dir)
+        lines.append(tensorboard_command(logdir))
     return "\n".join(lines)
+
+
+def tensorboard_command(logdir: Path) -> str:
+    """The line that tells how to look at `logdir` in TensorBoard (relative to here when inside it)."""
+    if logdir.is_absolute() and logdir.is_relative_to(Path.cwd()):
+        logdir = logdir.relative_to(Path.cwd())
+    return f"TensorBoard: tensorboard --logdir {logdir}"
 
 
 class BelowLevel:

@@ -9,10 +9,18 @@ pure-Python one, which alone cost 20 us per record (it is the fallback where goo
 
 Every use of TensorBoard's formats in the project lives here: scalars, text, images, HParams, and
 reading scalars back.
+
+Crash safety: every file starts with a SessionLog START marker at the step it continues from (0 for a
+new run). TensorBoard drops the events of earlier files at steps >= that step, so a run resumed from a
+checkpoint shows one curve even when the killed process had flushed epochs past its checkpoint. Each
+new file's name sorts after the folder's older ones (loaders read files in name order), and every file
+carries a marker because TensorBoard's Python loader (`--load_fast=false`) treats the first START of a
+run as a plain start, not a restart.
 """
 
 import itertools
 import os
+import re
 import socket
 import struct
 import time
@@ -28,6 +36,8 @@ except ImportError:  # a slower checksum, the same bytes
 
 FLUSH_SECONDS = 5.0
 _file_numbers = itertools.count()  # two writers in one process and second still get two files
+EVENT_FILE = re.compile(r"events\.out\.tfevents\.(\d+)\.")
+HParamValue = int | float | str | bool
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -45,20 +55,18 @@ def tfrecord(data: bytes) -> bytes:
 class EventWriter:
     """Appends events to a new `events.out.tfevents.*` file in `folder`."""
 
-    def __init__(self, folder: Path, purge_step: int | None = None) -> None:
+    def __init__(self, folder: Path, purge_step: int = 0) -> None:
+        """`purge_step`: the first step this file logs; TensorBoard then hides what earlier files in
+        `folder` logged at that step and after (a resumed run's epochs after its checkpoint)."""
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = f"{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{next(_file_numbers)}"
+        stamp = f"{file_seconds(folder)}.{socket.gethostname()}.{os.getpid()}.{next(_file_numbers)}"
         self.path = folder / f"events.out.tfevents.{stamp}"
         self._file = self.path.open("ab")
         self._pending: list[Event | tuple[str, float, int, float]] = []
         self._last_flush = time.monotonic()
         self._add(Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if purge_step:
-            # TensorBoard drops the events of earlier files at steps >= purge_step: a resumed run
-            # shows one curve, without the steps logged after its checkpoint.
-            self._add(
-                Event(step=purge_step, wall_time=time.time(), session_log=SessionLog(status=SessionLog.START))
-            )
+        start = SessionLog(status=SessionLog.START)
+        self._add(Event(step=purge_step, wall_time=time.time(), session_log=start))
         self.flush()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
@@ -80,15 +88,47 @@ class EventWriter:
         encoded = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
         self.summary(Summary(value=[Summary.Value(tag=tag, image=encoded)]), step)
 
-    def hparams(
-        self, hyperparameters: dict[str, int | float | str | bool], metrics: dict[str, float]
-    ) -> None:
-        """A run's settings beside its final metrics, for TensorBoard's HParams tab (which reads the
-        metrics' values from the scalars themselves)."""
-        from torch.utils.tensorboard.summary import hparams
+    def session_start(self, hyperparameters: dict[str, HParamValue], start_time: float) -> None:
+        """The run's settings for TensorBoard's HParams tab, which reads its metrics from the scalars.
 
-        for summary in hparams(hyperparameters, metrics):
-            self.summary(summary)
+        No experiment summary: TensorBoard takes the first one it finds for the whole logdir, which
+        hid other kinds' metrics and said no setting differs. Without one it derives the columns from
+        every run's settings and scalars, marks the settings whose values differ, and lists those first.
+        """
+        from tensorboard.plugins.hparams import plugin_data_pb2
+
+        info = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time)
+        for name, value in hyperparameters.items():
+            if isinstance(value, bool):  # before numbers: a bool is an int
+                info.hparams[name].bool_value = value
+            elif isinstance(value, int | float):
+                info.hparams[name].number_value = value
+            else:
+                info.hparams[name].string_value = str(value)
+        self._hparams("session_start_info", plugin_data_pb2.HParamsPluginData(session_start_info=info))
+
+    def session_end(self, succeeded: bool, end_time: float) -> None:
+        """The run's status and end time in HParams: STATUS_SUCCESS or STATUS_FAILURE.
+
+        TensorBoard keeps the first value of a tag a run holds, so this is written once, when the run
+        completes or fails; an interrupted run has none (status unknown) until it is resumed and ends.
+        """
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+        status = api_pb2.STATUS_SUCCESS if succeeded else api_pb2.STATUS_FAILURE
+        info = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=end_time)
+        self._hparams("session_end_info", plugin_data_pb2.HParamsPluginData(session_end_info=info))
+
+    def _hparams(self, name: str, data: object) -> None:
+        # What tensorboard.plugins.hparams.summary writes, without the TensorFlow it imports.
+        from tensorboard.plugins.hparams import metadata
+
+        value = Summary.Value(
+            tag=f"_hparams_/{name}",
+            metadata=metadata.create_summary_metadata(data),
+            tensor=metadata.NULL_TENSOR,
+        )
+        self.summary(Summary(value=[value]))
 
     def _add(self, event: Event | tuple[str, float, int, float]) -> None:
         self._pending.append(event)
@@ -111,6 +151,13 @@ class EventWriter:
     def close(self) -> None:
         self.flush()
         self._file.close()
+
+
+def file_seconds(folder: Path) -> int:
+    """The time stamp for a new event file's name: now, or one second after the newest file already in
+    `folder`, so that TensorBoard reads the new file last even when it is started in the same second."""
+    older = [int(m.group(1)) for path in folder.iterdir() if (m := EVENT_FILE.match(path.name))]
+    return max([int(time.time()), *(seconds + 1 for seconds in older)])
 
 
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

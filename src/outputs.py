@@ -7,6 +7,9 @@ unlabeled.
 """
 
 import re
+import time
+from collections.abc import Collection
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,31 +26,67 @@ Curves = dict[str, list[tuple[int, float]]]
 GROUPS = ("dataset", "model", "loss", "optimizer")
 MAIN_KNOBS = ("device", "optimizer.lr", "optimizer.weight_decay", "loss.reduction", "trainer.epochs",
               "trainer.batch_size", "seed")  # fmt: skip
+NOT_SETTINGS = ("resume", "ckpt_path")  # where a run continues from, not how it trains
+# Time Series sorts tag groups by name and opens the first two (test/, train/): pictures sort after
+# every metric group (test/, train/, val/), so they stay closed and out of the way.
+PICTURES_GROUP = "visuals"
 
 
 def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str]) -> HyperParameters:
-    """The settings worth comparing across runs: each group's choice, the main knobs, and every override."""
+    """The settings worth comparing across runs: each group's choice, the main knobs, and every override.
+
+    Values keep their type (numbers, strings, booleans), so HParams can sort and filter them; a list is
+    one string (`dataset.classes=[4,9]` is "4,9"), and an unset value (`trainer.batch_size: null`, a
+    full batch) is left out rather than written as the string "None" in a column of numbers.
+    """
     params: dict[str, Any] = {group: choices[group] for group in GROUPS if group in choices}
-    keys = [*MAIN_KNOBS, *(override.split("=", 1)[0].lstrip("+~") for override in overrides)]
+    keys = [*MAIN_KNOBS, *(override_key(override) for override in overrides)]
     for key in dict.fromkeys(keys):
+        if key in NOT_SETTINGS:
+            continue
         if key in choices:
             params[key] = choices[key]
             continue
         value = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, ListConfig):  # TensorBoard has no lists: `dataset.classes=[4,9]` is "4,9"
+        if isinstance(value, ListConfig):
             params[key] = ",".join(str(item) for item in value)
-        elif not isinstance(value, DictConfig):
+        elif value is not None and not isinstance(value, DictConfig):
             params[key] = value
-    # TensorBoard takes numbers, strings and booleans only.
+    # Enums by their value (`cpu`, not `DeviceType.cpu`); anything else TensorBoard cannot hold as text.
+    params = {key: value.value if isinstance(value, Enum) else value for key, value in params.items()}
     return {
-        key: value if isinstance(value, int | float | str | bool) else str(getattr(value, "value", value))
+        key: value if isinstance(value, int | float | str | bool) else str(value)
         for key, value in params.items()
     }
 
 
-def run_name(overrides: list[str]) -> str:
-    """A TensorBoard run name that tells the run's settings: its command-line overrides."""
-    name = ",".join(overrides) or "defaults"
+def override_key(override: str) -> str:
+    """`optimizer.lr` of `optimizer.lr=0.1` (and of `+optimizer.lr=0.1`, `~optimizer.lr`)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def run_name(overrides: list[str], swept: Collection[str] | None = None) -> str:
+    """A short TensorBoard run name that says what sets the run apart: its command-line overrides, or in
+    a sweep only those of the swept keys (the others are the same in every job).
+
+    Booleans are spelled `true`/`false` wherever they come from, a path keeps its last part
+    (`dataset.root=/data/mnist` is `dataset.root=mnist`), and `resume`/`ckpt_path` are left out: they
+    say where a run continues from, not how it trains. `defaults` when nothing is left.
+    """
+    kept = [o for o in overrides if override_key(o) not in NOT_SETTINGS]
+    if swept:
+        kept = [o for o in kept if override_key(o) in swept] or kept
+    parts = []
+    for override in kept:
+        key, has_value, value = override.partition("=")
+        if value in ("True", "False"):
+            value = value.lower()
+        elif len(value) > 8 and re.fullmatch(r"[-+]?\d*\.?\d+(e[-+]?\d+)?", value):
+            value = f"{float(value):.4g}"  # an Optuna trial's 0.005545996722241045 is 0.005546
+        elif "/" in value.strip("/"):
+            value = value.rstrip("/").rsplit("/", 1)[-1]
+        parts.append(f"{key}={value}" if has_value else key)
+    name = ",".join(parts) or "defaults"
     return re.sub(r"[^\w.=,+\-\[\]]", "_", name)[:200]  # one safe path component
 
 
@@ -82,6 +121,8 @@ class RunRecorder:
         self.epochs = start_epoch
         self.status: str | None = None
         self.writer = EventWriter(run_dir / name, purge_step=start_epoch)
+        # A resumed run writes this again; TensorBoard keeps the first, the run's real start.
+        self.writer.session_start(hyperparameters, start_time=time.time())
         if start_epoch == 0:
             # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
             self.writer.text("config", "    " + config_yaml.replace("\n", "\n    "))
@@ -108,7 +149,8 @@ class RunRecorder:
         metrics.update(self.final)
         metrics.update(extra)
         write_json_atomically(self.metrics_path, metrics)
-        self.writer.hparams(self.hyperparameters, dict(self.final))
+        if status in ("completed", "failed"):  # interrupted: it may still be resumed and complete
+            self.writer.session_end(status == "completed", end_time=time.time())
         self.writer.flush()
         return metrics
 
@@ -117,7 +159,7 @@ class RunRecorder:
         data = png_bytes(image)
         path = self.run_dir / "pictures" / f"{name}.png"
         write_atomically(path, data)
-        self.writer.image(f"pictures/{name}", data, image.width, image.height, step)
+        self.writer.image(f"{PICTURES_GROUP}/{name}", data, image.width, image.height, step)
         return path
 
     def flush(self) -> None:

@@ -2,6 +2,9 @@
 
 Pillow rather than matplotlib: matplotlib's import alone takes 0.4 s, a tenth of the whole default
 run, and these pictures need only lines, pixels and text.
+
+Sized for TensorBoard, which shrinks an image to its card, about 300-350 px wide: pictures are at most
+about 480 px wide, with text of 20 px or more and lines 4 px wide, so they stay readable at that size.
 """
 
 import functools
@@ -15,9 +18,11 @@ from PIL import Image, ImageDraw, ImageFont
 Curve = Sequence[tuple[int, float]]
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf"]  # fmt: skip
-CHART_SIZE = (720, 420)
-WEIGHT_SCALE = 10  # each of the 28x28 weights becomes a 10x10 block
-TILE_SCALE, GRID_COLUMNS, GRID_MAX = 3, 8, 32
+CHART_SIZE = (480, 340)
+LEGEND_ROW = 30  # height of one legend line below a chart
+WEIGHT_SCALE = 12  # each of the 28x28 weights becomes a 12x12 block
+SCALE_BAR = 96  # below the weight map: its colour scale, with labels
+TILE_SCALE, GRID_COLUMNS, GRID_MAX = 3, 5, 20
 
 
 @functools.cache
@@ -47,13 +52,13 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
     curves = {name: [(x, y) for x, y in points if math.isfinite(y)] for name, points in curves.items()}
     curves = {name: points for name, points in curves.items() if points}
     width, plot_height = CHART_SIZE
-    legend_height = 22 * len(curves) + 10
+    legend_height = LEGEND_ROW * len(curves) + 10
     image = Image.new("RGB", (width, plot_height + legend_height), "white")
     draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 78, width - 24, 44, plot_height - 52
-    draw.text((width // 2, 8), title, fill="black", font=font(17), anchor="mt")
+    left, right, top, bottom = 84, width - 22, 74, plot_height - 66
+    draw.text((width // 2, 8), fit(title, font(24), width - 16), fill="black", font=font(24), anchor="mt")
     if not curves:
-        draw.text((width // 2, plot_height // 2), "no finite values", fill="gray", font=font(14), anchor="mm")
+        draw.text((width // 2, plot_height // 2), "no finite values", fill="gray", font=font(22), anchor="mm")
         return image
 
     xs = [x for points in curves.values() for x, _ in points]
@@ -69,75 +74,99 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
             bottom - (y - y_low) / (y_high - y_low) * (bottom - top),
         )
 
-    tick_font = font(12)
-    for y in nice_ticks(y_low, y_high):
+    tick_font = font(20)
+    for y in nice_ticks(y_low, y_high, count=4):
         _, py = to_pixel(x_low, y)
-        draw.line([(left, py), (right, py)], fill="#e6e6e6")
-        draw.text((left - 8, py), f"{y:.4g}", fill="#444444", font=tick_font, anchor="rm")
-    for x in nice_ticks(x_low, x_high):
+        draw.line([(left, py), (right, py)], fill="#e0e0e0", width=2)
+        draw.text((left - 10, py), f"{y:.4g}", fill="#333333", font=tick_font, anchor="rm")
+    for x in nice_ticks(x_low, x_high, count=4):
         px, _ = to_pixel(x, y_low)
-        draw.line([(px, top), (px, bottom)], fill="#e6e6e6")
-        draw.text((px, bottom + 8), f"{x:g}", fill="#444444", font=tick_font, anchor="mt")
-    draw.rectangle([left, top, right, bottom], outline="#555555")
-    draw.text(((left + right) // 2, bottom + 30), x_label, fill="black", font=font(13), anchor="mt")
-    draw.text((left, top - 6), y_label, fill="black", font=font(13), anchor="lb")
+        draw.line([(px, top), (px, bottom)], fill="#e0e0e0", width=2)
+        draw.text((px, bottom + 10), f"{x:g}", fill="#333333", font=tick_font, anchor="mt")
+    draw.rectangle([left, top, right, bottom], outline="#444444", width=2)
+    draw.text(((left + right) // 2, bottom + 36), x_label, fill="black", font=font(22), anchor="mt")
+    draw.text((left, top - 8), y_label, fill="black", font=font(22), anchor="lb")
 
     for index, (name, points) in enumerate(curves.items()):
         color = COLORS[index % len(COLORS)]
         pixels = [to_pixel(x, y) for x, y in points]
         if len(pixels) == 1:
             px, py = pixels[0]
-            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=color)
+            draw.ellipse([px - 6, py - 6, px + 6, py + 6], fill=color)
         else:
-            draw.line(pixels, fill=color, width=2, joint="curve")
-        legend_y = plot_height + 6 + 22 * index
-        draw.line([(left, legend_y + 8), (left + 28, legend_y + 8)], fill=color, width=3)
-        label = name if len(name) <= 80 else name[:77] + "..."
-        draw.text((left + 36, legend_y + 8), label, fill="black", font=font(13), anchor="lm")
+            draw.line(pixels, fill=color, width=4, joint="curve")
+        legend_y = plot_height + 4 + LEGEND_ROW * index + LEGEND_ROW // 2
+        draw.line([(16, legend_y), (48, legend_y)], fill=color, width=6)
+        label = fit(name, font(20), width - 76)
+        draw.text((58, legend_y), label, fill="black", font=font(20), anchor="lm")
     return image
+
+
+def fit(text: str, text_font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> str:
+    """`text`, cut with "..." where it would be wider than `width` pixels in `text_font`."""
+    if text_font.getlength(text) <= width:
+        return text
+    while text and text_font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
 
 
 def weight_map(weights: np.ndarray, positive: str, negative: str) -> Image.Image:
     """A map of a linear model's weights on square images: red pixels push towards `positive`, blue
-    towards `negative`."""
+    towards `negative`, white not at all; a colour scale below gives the weights' values."""
     side = int(math.isqrt(weights.size))
     limit = float(np.abs(weights).max()) or 1.0
-    t = np.clip(weights.reshape(side, side) / limit, -1.0, 1.0)
+    pixels = Image.fromarray(diverging(weights.reshape(side, side) / limit), "RGB").resize(
+        (side * WEIGHT_SCALE, side * WEIGHT_SCALE), Image.Resampling.NEAREST
+    )
+    width = pixels.width
+    image = Image.new("RGB", (width, pixels.height + SCALE_BAR), "white")
+    image.paste(pixels, (0, 0))
+    draw = ImageDraw.Draw(image)
+    bar_top, bar_left, bar_right = pixels.height + 10, 24, width - 24
+    ramp = diverging(np.linspace(-1.0, 1.0, bar_right - bar_left)[None, :].repeat(18, axis=0))
+    image.paste(Image.fromarray(ramp, "RGB"), (bar_left, bar_top))
+    draw.rectangle([bar_left - 1, bar_top - 1, bar_right, bar_top + 18], outline="#444444")
+    label_font = font(20)
+    for x, text, anchor in ((bar_left, f"{-limit:.2g}", "lt"), ((bar_left + bar_right) // 2, "0", "mt"),
+                            (bar_right, f"{limit:.2g}", "rt")):  # fmt: skip
+        draw.text((x, bar_top + 24), text, fill="#333333", font=label_font, anchor=anchor)
+    draw.text((bar_left, bar_top + 52), f"blue: {negative}", fill="#2c5aa0", font=font(22), anchor="lt")
+    draw.text((bar_right, bar_top + 52), f"red: {positive}", fill="#c0392b", font=font(22), anchor="rt")
+    return image
+
+
+def diverging(t: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] as RGB: -1 blue, 0 white, 1 red."""
+    t = np.clip(t, -1.0, 1.0)
     fade = (255 * (1 - np.abs(t))).astype(np.uint8)
     full = np.full_like(fade, 255)
     rgb = np.where(t[..., None] >= 0, np.stack([full, fade, fade], -1), np.stack([fade, fade, full], -1))
-    pixels = Image.fromarray(rgb.astype(np.uint8), "RGB").resize(
-        (side * WEIGHT_SCALE, side * WEIGHT_SCALE), Image.Resampling.NEAREST
-    )
-    image = Image.new("RGB", (pixels.width, pixels.height + 44), "white")
-    image.paste(pixels, (0, 0))
-    draw = ImageDraw.Draw(image)
-    draw.text((6, pixels.height + 6), f"red: towards {positive}", fill="#c0392b", font=font(13))
-    draw.text((6, pixels.height + 24), f"blue: towards {negative}", fill="#2c5aa0", font=font(13))
-    return image
+    return rgb.astype(np.uint8)
 
 
 def mistakes_grid(
     images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
 ) -> Image.Image:
-    """Misclassified test images (up to 32), each captioned with its true class and P(positive)."""
+    """Misclassified test images (up to 20), each captioned with its true class and P(positive)."""
     side = int(math.isqrt(images.shape[1]))
     tile = side * TILE_SCALE
     count = min(len(images), GRID_MAX)
     rows = max(1, math.ceil(count / GRID_COLUMNS))
     cell_height = tile + 32
-    image = Image.new("RGB", (GRID_COLUMNS * (tile + 8) + 8, rows * cell_height + 36), "white")
+    top = 64
+    image = Image.new("RGB", (GRID_COLUMNS * (tile + 8) + 8, rows * cell_height + top), "white")
     draw = ImageDraw.Draw(image)
-    title = f"misclassified: {len(images)} (first {count}); caption: true class, P({class_names[1]})"
-    draw.text((8, 10), title, fill="black", font=font(13))
+    draw.text((8, 6), f"misclassified: {len(images)} (first {count})", fill="black", font=font(22))
+    draw.text((8, 36), f"caption: true class, P({class_names[1]})", fill="#444444", font=font(20))
     for index in range(count):
         pixels = images[index].reshape(side, side)
         low, high = float(pixels.min()), float(pixels.max())
         gray = ((pixels - low) / ((high - low) or 1.0) * 255).astype(np.uint8)
         picture = Image.fromarray(gray, "L").resize((tile, tile), Image.Resampling.NEAREST)
         x = 8 + (index % GRID_COLUMNS) * (tile + 8)
-        y = 32 + (index // GRID_COLUMNS) * cell_height
+        y = top + (index // GRID_COLUMNS) * cell_height
         image.paste(picture, (x, y))
         caption = f"{class_names[int(labels[index])]} p={probabilities[index]:.2f}"
-        draw.text((x + tile // 2, y + tile + 4), caption, fill="black", font=font(11), anchor="mt")
+        draw.text((x + tile // 2, y + tile + 4), caption, fill="black", font=font(20), anchor="mt")
     return image

@@ -42,12 +42,13 @@ def parameters(model: nn.Module) -> dict[str, list[float]]:
 
 
 def run_pictures(
-    model: nn.Module, head: Head, data: ClassificationData, history: Curves
+    model: nn.Module, head: Head, data: ClassificationData, history: Curves, run_name: str = ""
 ) -> dict[str, Image.Image]:
-    """Every picture that fits the run: its loss curves; for a linear model on square images the weight
-    map; for a labelled test split of images its mistakes."""
+    """Every picture that fits the run: its loss curves (titled with `run_name`); for a linear model on
+    square images the weight map; for a labelled test split of images its mistakes."""
     losses = {tag: history[tag] for tag in (TRAIN_LOSS, VAL_LOSS) if history.get(tag)}
-    pictures = {"loss_curve": line_chart(losses, "loss per epoch", f"loss ({head.reduction})")}
+    title = f"loss per epoch: {run_name}" if run_name else "loss per epoch"
+    pictures = {"loss_curve": line_chart(losses, title, f"loss ({head.reduction})")}
     side = math.isqrt(data.num_features)
     if side * side != data.num_features or side == 1:  # not images
         return pictures

@@ -22,6 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.console import tensorboard_command
 from src.errors import UserError, find_user_error
 from src.events import read_scalars
 from src.files import write_atomically
@@ -231,7 +232,7 @@ class SweepSummary(Callback):
             file.write(f"\n![curves of every job]({figure.name})\n")
         print(table)
         print(f"curves of every job: {figure}")
-        print(f"TensorBoard: tensorboard --logdir {sweep_dir}")
+        print(tensorboard_command(sweep_dir))  # one command for the whole sweep, not one per job
         failed = [row for row in rows if row.get("status") not in ("completed", "pruned")]
         if failed:
             print(f"error: {len(failed)} of {len(rows)} jobs failed (see summary.md)", file=sys.stderr)

@@ -53,18 +53,21 @@ class RunContext:
     in_sweep: bool = False
     hydra_config: DictConfig | None = None  # Hydra's own settings, saved beside the run
     log_file: Path | None = None
+    swept: set[str] | None = None  # in a sweep: the keys it varies, which name the job in TensorBoard
 
     @classmethod
     def from_hydra(cls) -> "RunContext":
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
         return cls(
             run_dir=run_dir,
             overrides=list(hydra_cfg.overrides.task),
             choices={key: str(value) for key, value in hydra_cfg.runtime.choices.items()},
-            in_sweep=hydra_cfg.mode == RunMode.MULTIRUN,
+            in_sweep=in_sweep,
             hydra_config=HydraConfig.instance().cfg,  # type: ignore[arg-type]
             log_file=run_dir / f"{hydra_cfg.job.name}.log",
+            swept=set(varying_keys(Path(hydra_cfg.sweep.dir))) if in_sweep else None,
         )
 
     @property
@@ -120,14 +123,15 @@ def resume_or_refuse(
             clear_job(context.run_dir)
         else:
             refuse_to_replace(context.run_dir)
-        return Start(run_name(context.overrides))
+        return Start(run_name(context.overrides, context.swept))
     state = RunState.load(resume_from)
     state.check_identity(identity(cfg), resume_from)
     for change in state.restore(parts.model, optimizer, shuffle):
         log.info(f"{change} (the command line wins)")
     log.info(f"resuming from {resume_from} after epoch {state.epoch}")
     # Its own checkpoint continues the same TensorBoard run; another's starts a run of this name.
-    name = state.run_name if resume_from == context.checkpoint_path else run_name(context.overrides)
+    own = resume_from == context.checkpoint_path
+    name = state.run_name if own else run_name(context.overrides, context.swept)
     return Start(name, state.epoch, state.metrics, state.history)
 
 
@@ -165,7 +169,7 @@ def run_epochs(
             if stopping:
                 stop_recording(recorder, stop, result.completed)
                 raise interruption(stop, result.completed, context)
-        return finish_recording(recorder, model, head, data, epochs)
+        return finish_recording(recorder, model, head, data, epochs, start.run_name)
 
 
 def open_recorder(cfg: DictConfig, context: RunContext, start: Start) -> RunRecorder:
@@ -190,14 +194,19 @@ def interruption(stop: StopSignals, completed: int, context: RunContext) -> Inte
 
 
 def finish_recording(
-    recorder: RunRecorder, model: torch.nn.Module, head: Head, data: ClassificationData, epochs: int
+    recorder: RunRecorder,
+    model: torch.nn.Module,
+    head: Head,
+    data: ClassificationData,
+    epochs: int,
+    name: str,
 ) -> dict[str, Any]:
     """Test, predict, draw, and write metrics.json as completed; returns its content and the weights."""
     recorder.record(epochs, test_metrics(model, head, data))
     extra: dict[str, Any] = {}
     if data.test is not None and data.test.labels is None:
         extra["predictions"] = predictions(model, head, data.test.inputs)
-    for picture_name, image in run_pictures(model, head, data, recorder.history).items():
+    for picture_name, image in run_pictures(model, head, data, recorder.history, name).items():
         recorder.picture(picture_name, image, epochs)
     return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
 
@@ -298,7 +307,7 @@ def main(cfg: DictConfig) -> float | FailedRun:
     if isinstance(outcome, FailedRun):
         announce_job(cfg, context, {"status": "failed", "reason": outcome.reason})
         return outcome
-    if context.in_sweep:
+    if context.in_sweep:  # one line per job; the sweep prints its table and one TensorBoard command
         announce_job(cfg, context, outcome)
     else:
         log.info(summary(outcome, context.run_dir, time.perf_counter() - started))

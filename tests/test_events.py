@@ -5,6 +5,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from src import events
 from src.events import EventWriter, tfrecord
+from tests import tensorboard_readers as tb
 from tests.helpers import read_scalars
 
 
@@ -47,3 +48,21 @@ def test_purge_step_hides_what_an_earlier_file_logged_after_the_checkpoint(tmp_p
     assert read_scalars(tmp_path)["train/loss"] == [(s, 1.0) for s in range(4)] + [
         (s, 2.0) for s in range(4, 8)
     ]
+
+
+def test_a_crash_after_a_timed_flush_then_resume_shows_one_curve_in_every_tensorboard_loader(tmp_path):
+    # The killed process: checkpoint after epoch 40, a timed flush up to epoch 59, then SIGKILL.
+    killed = EventWriter(tmp_path / "run")
+    for step in range(60):
+        killed.scalar("train/loss", 1.0, step)
+    killed.flush()  # and never closed
+    resumed = EventWriter(tmp_path / "run", purge_step=40)  # in the same second: its file still sorts last
+    for step in range(40, 100):
+        resumed.scalar("train/loss", 2.0, step)
+    resumed.close()
+    expected = [(s, 1.0) for s in range(40)] + [(s, 2.0) for s in range(40, 100)]
+
+    assert read_scalars(tmp_path)["train/loss"] == expected  # EventAccumulator
+    assert tb.scalars(tb.python_loader(tmp_path), "run", "train/loss") == expected  # --load_fast=false
+    with tb.fast_loader(tmp_path, lambda p: tb.scalars(p, "run", "train/loss")[-1:] == [(99, 2.0)]) as fast:
+        assert tb.scalars(fast, "run", "train/loss") == expected  # the default, Rust loader

@@ -20,14 +20,25 @@ def test_nice_ticks_are_round_and_cover_the_range():
     assert pictures.nice_ticks(3.2, 47.0) == [10.0, 20.0, 30.0, 40.0]
 
 
-def test_weight_map_colours_positive_red_and_negative_blue():
+def test_weight_map_colours_positive_red_and_negative_blue_with_a_scale():
     weights = np.zeros(28 * 28)
     weights[0], weights[-1] = 2.0, -2.0
     image = pictures.weight_map(weights, "8", "3")
-    assert image.size == (280, 280 + 44)
+    side = 28 * pictures.WEIGHT_SCALE
+    assert image.size == (side, side + pictures.SCALE_BAR)
     assert image.getpixel((5, 5)) == (255, 0, 0)  # the first weight, strongly positive
-    assert image.getpixel((275, 275)) == (0, 0, 255)  # the last, strongly negative
-    assert image.getpixel((140, 140)) == (255, 255, 255)  # zero weight: white
+    assert image.getpixel((side - 5, side - 5)) == (0, 0, 255)  # the last, strongly negative
+    assert image.getpixel((side // 2, side // 2)) == (255, 255, 255)  # zero weight: white
+    bar = [image.getpixel((x, side + 18)) for x in (26, side // 2, side - 26)]  # the colour scale
+    assert bar[0][2] == 255 and bar[0][0] < 30 and min(bar[1]) > 240  # blue, white, red
+    assert bar[2][0] == 255 and bar[2][2] < 30
+
+
+def test_long_chart_labels_are_cut_to_fit():
+    label_font = pictures.font(22)
+    assert pictures.fit("short", label_font, 400) == "short"
+    cut = pictures.fit("x" * 300, label_font, 400)
+    assert cut.endswith("...") and label_font.getlength(cut) <= 400
 
 
 def test_an_mnist_run_saves_its_pictures_and_shows_them_in_tensorboard(tmp_path):
@@ -40,17 +51,19 @@ def test_an_mnist_run_saves_its_pictures_and_shows_them_in_tensorboard(tmp_path)
     )
     folder = run_dir / "pictures"
     width, height = pictures.CHART_SIZE
-    assert image_size(folder / "loss_curve.png") == ("PNG", (width, height + 22 * 2 + 10))  # train + val
-    assert image_size(folder / "weight_map.png") == ("PNG", (280, 324))
+    legend = pictures.LEGEND_ROW * 2 + 10  # train and val
+    assert image_size(folder / "loss_curve.png") == ("PNG", (width, height + legend))
+    weight_size = (28 * pictures.WEIGHT_SCALE, 28 * pictures.WEIGHT_SCALE + pictures.SCALE_BAR)
+    assert image_size(folder / "weight_map.png") == ("PNG", weight_size)
     fmt, (grid_width, _) = image_size(folder / "misclassified.png")
     assert fmt == "PNG" and grid_width == pictures.GRID_COLUMNS * (28 * pictures.TILE_SCALE + 8) + 8
     accumulator = EventAccumulator(str(event_dir(run_dir)))
     accumulator.Reload()
-    assert {"pictures/loss_curve", "pictures/weight_map", "pictures/misclassified"} <= set(
+    assert {"visuals/loss_curve", "visuals/weight_map", "visuals/misclassified"} <= set(
         accumulator.Tags()["images"]
     )
-    weight_map = accumulator.Images("pictures/weight_map")[-1]
-    assert (weight_map.width, weight_map.height) == (280, 324)
+    weight_map = accumulator.Images("visuals/weight_map")[-1]
+    assert (weight_map.width, weight_map.height) == weight_size
 
 
 def test_the_config_tree_labels_each_group_with_its_option(tmp_path):

@@ -8,6 +8,7 @@ import yaml
 from PIL import Image
 
 from src.sweep import FailedRun, write_summary
+from tests import tensorboard_readers as tb
 from tests.helpers import event_dir, launch, read_scalars, train_here, write_fake_dataset
 
 
@@ -57,8 +58,7 @@ def summary_rows(sweep_dir):
 
 
 def test_a_sweep_ranks_its_jobs_keeps_failures_and_names_runs_by_their_settings(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.plugins.hparams import api_pb2
 
     process, sweep_dir = sweep(tmp_path, "loss=bce,ce", "optimizer.lr=0.01,1e38", "trainer.epochs=30")
     assert process.returncode == 1
@@ -90,11 +90,24 @@ def test_a_sweep_ranks_its_jobs_keeps_failures_and_names_runs_by_their_settings(
         figure.verify()
     assert "![curves of every job](sweep_curves.png)" in (sweep_dir / "summary.md").read_text()
 
-    assert event_dir(sweep_dir / "2") == sweep_dir / "2" / "loss=ce,optimizer.lr=0.01,trainer.epochs=30"
-    accumulator = EventAccumulator(str(event_dir(sweep_dir / "2")))
-    accumulator.Reload()
-    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    # TensorBoard: jobs named by what the sweep varies, one command for the whole sweep, and HParams
+    # with the varied settings first and the failed jobs as failures.
+    assert event_dir(sweep_dir / "2") == sweep_dir / "2" / "loss=ce,optimizer.lr=0.01"
+    output = process.stdout + process.stderr
+    assert output.count("tensorboard --logdir") == 1 and f"tensorboard --logdir {sweep_dir}\n" in output
+    experiment, groups = tb.hparams(tb.python_loader(sweep_dir), sweep_dir)
+    assert [(info.name, info.differs) for info in experiment.hparam_infos[:2]] == [
+        ("loss", True), ("optimizer.lr", True)
+    ]  # fmt: skip
+    assert not any(info.differs for info in experiment.hparam_infos[2:])
+    statuses = {group.name: group.sessions[0].status for group in groups}
+    assert statuses == {
+        "0/loss=bce,optimizer.lr=0.01": api_pb2.STATUS_SUCCESS,
+        "1/loss=bce,optimizer.lr=1e+38": api_pb2.STATUS_FAILURE,
+        "2/loss=ce,optimizer.lr=0.01": api_pb2.STATUS_SUCCESS,
+        "3/loss=ce,optimizer.lr=1e+38": api_pb2.STATUS_FAILURE,
+    }
+    hparams = {group.name: group.hparams for group in groups}["2/loss=ce,optimizer.lr=0.01"]
     assert hparams["loss"].string_value == "ce" and hparams["trainer.epochs"].number_value == 30
     assert hparams["optimizer.lr"].number_value == 0.01
 
@@ -219,8 +232,14 @@ def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped
 
 def test_the_slurm_launcher_where_no_cluster_answers_says_so_in_one_line(tmp_path):
     # SLURM_CONF pointing nowhere: sbatch (if installed) finds no cluster; without sbatch, not found.
-    process = launch("-m", "hydra/launcher=slurm", "trainer.epochs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                     env={"SLURM_CONF": str(tmp_path / "no-slurm.conf")})  # fmt: skip
+    no_cluster = {"SLURM_CONF": str(tmp_path / "no-slurm.conf")}
+    process = launch(
+        "-m",
+        "hydra/launcher=slurm",
+        "trainer.epochs=2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env=no_cluster,
+    )
     assert process.returncode == 2
     (line,) = process.stderr.strip().splitlines()
     assert line.startswith("error: ") and "hydra/launcher=submitit_local" in line

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, read_scalars, run_cli
+from tests.helpers import REPO, read_scalars, run_cli
 
 pytestmark = pytest.mark.cluster
 
