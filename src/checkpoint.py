@@ -53,13 +53,15 @@ class RunState:
         run_name: str,
         metrics: dict[str, float],
         history: dict[str, Curve],
+        torch_rng: torch.Tensor | None = None,
     ) -> "RunState":
-        """The state of a live run; copies what the run will go on changing."""
+        """The state of a live run; copies what the run will go on changing. `torch_rng`: the global
+        generator's state as the run would have it, when it is not the process's own (a stack)."""
         return cls(
             epoch=epoch,
             model=model.state_dict(),
             optimizer=optimizer.state_dict(),
-            torch_rng=torch.get_rng_state(),
+            torch_rng=torch.get_rng_state() if torch_rng is None else torch_rng,
             shuffle_rng=shuffle.get_state(),
             identity=dict(identity),
             run_name=run_name,

@@ -94,11 +94,7 @@ def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | N
     validate(cfg)
     torch.use_deterministic_algorithms(cfg.trainer.deterministic)
     parts = build_components(cfg)
-    if cfg.objective.metric.startswith("val/") and parts.data.val is None:
-        raise ConfigError(
-            f"objective.metric={cfg.objective.metric} needs a validation split, which this dataset "
-            "does not have; use objective.metric=train/loss"
-        )
+    check_objective(cfg, parts.data)
     optimizer = build_optimizer(cfg, parts.model)
     shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
     with exclusive(context.run_dir):  # one process per run directory
@@ -107,6 +103,15 @@ def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | N
             on_start()
         write_run_files(cfg, context)
         return run_epochs(cfg, context, parts, optimizer, shuffle, start)
+
+
+def check_objective(cfg: DictConfig, data: ClassificationData) -> None:
+    """The objective must be a metric this run measures."""
+    if cfg.objective.metric.startswith("val/") and data.val is None:
+        raise ConfigError(
+            f"objective.metric={cfg.objective.metric} needs a validation split, which this dataset "
+            "does not have; use objective.metric=train/loss"
+        )
 
 
 def resume_or_refuse(
@@ -303,14 +308,20 @@ def main(cfg: DictConfig) -> float | FailedRun:
             kept = json.loads((context.run_dir / "metrics.json").read_text())
             announce_job(cfg, context, {**kept, "status": "kept"})
             return kept[cfg.objective.metric]
-    outcome = run_command(cfg, context)
+    return conclude(cfg, context, run_command(cfg, context), time.perf_counter() - started)
+
+
+def conclude(
+    cfg: DictConfig, context: RunContext, outcome: dict[str, Any] | FailedRun, seconds: float
+) -> float | FailedRun:
+    """What a finished job says (one line in a sweep, the summary alone) and returns to the sweeper."""
     if isinstance(outcome, FailedRun):
         announce_job(cfg, context, {"status": "failed", "reason": outcome.reason})
         return outcome
     if context.in_sweep:  # one line per job; the sweep prints its table and one TensorBoard command
         announce_job(cfg, context, outcome)
     else:
-        log.info(summary(outcome, context.run_dir, time.perf_counter() - started))
+        log.info(summary(outcome, context.run_dir, seconds))
     return outcome[cfg.objective.metric]
 
 

@@ -137,3 +137,154 @@ def predict(model: nn.Module, head: Head, inputs: Tensor) -> tuple[Tensor, Tenso
     model.eval()
     logits = model(inputs)
     return head.probabilities(logits), head.predict(logits)
+
+
+# --- a stack of models --------------------------------------------------------------------------------
+# The jobs of a sweep that differ only in optimizer settings and seed can share every step: their models
+# are stacked (torch.func.vmap over one template) and trained together, each in its own optimizer
+# parameter group. Each member keeps its own data split, initial weights and batch order, exactly as it
+# would have alone, so its numbers equal its solo run's up to float re-association.
+
+
+@dataclass
+class Stack:
+    """The members trained together; `optimizer` holds one parameter group per member, in order."""
+
+    models: list[nn.Module]
+    datas: list[ClassificationData]
+    shuffles: list[torch.Generator]
+    optimizer: torch.optim.Optimizer
+
+
+def train_stacked_epochs(
+    stack: Stack, head: Head, epochs: int, batch_size: int | None, start_epoch: int = 0
+) -> Iterator[list[EpochResult | TrainingDiverged | None]]:
+    """`train_epochs` for a stack: after each epoch, one entry per member: its EpochResult, or the
+    TrainingDiverged that ends it (it then leaves the stack; the others carry on), or None once gone."""
+    count = len(stack.models)
+    active = list(range(count))
+    for data in stack.datas:
+        assert data.train.labels is not None, "training needs labels"
+    trains = [Split(data.train.inputs, head.prepare_targets(data.train.labels)) for data in stack.datas]  # type: ignore[arg-type]
+    starting = [
+        evaluate(model, head, data.train)[LOSS] for model, data in zip(stack.models, stack.datas, strict=True)
+    ]
+    groups = list(stack.optimizer.param_groups)
+    for epoch in range(start_epoch, epochs):
+        members = [stack.models[m] for m in active]
+        for model in members:
+            model.train()
+        losses = _stacked_epoch(members, head, stack.optimizer, [trains[m] for m in active], batch_size,
+                                [stack.shuffles[m] for m in active]).tolist()  # fmt: skip
+        validation = _stacked_evaluate(members, head, [stack.datas[m].val for m in active])
+        results: list[EpochResult | TrainingDiverged | None] = [None] * count
+        for position, member in enumerate(list(active)):
+            loss = losses[position]
+            if not math.isfinite(loss):
+                failure = f"became {loss} at epoch {epoch}; lower optimizer.lr or use loss.reduction=mean"
+            elif epoch == epochs - 1 and loss > EXPLODED * max(starting[member], 1.0):
+                failure = (
+                    f"grew from {starting[member]:.4g} to {loss:.4g} by epoch {epoch}; lower optimizer.lr"
+                )
+            else:
+                metrics = {TRAIN_LOSS: loss}
+                if validation is not None:
+                    metrics |= tagged(VAL, validation[position])
+                results[member] = EpochResult(epoch, metrics)
+                continue
+            results[member] = TrainingDiverged(f"training diverged: {TRAIN_LOSS} {failure}")
+            active.remove(member)  # out of the stack: its parameters no longer step
+            stack.optimizer.param_groups.remove(groups[member])
+        yield results
+        if not active:
+            return
+
+
+def _stack_parameters(models: list[nn.Module]) -> dict[str, Tensor]:
+    """The members' parameters stacked along a new first dimension (differentiable: gradients reach
+    each member's own tensors)."""
+    named = [dict(model.named_parameters()) for model in models]
+    return {name: torch.stack([parameters[name] for parameters in named]) for name in named[0]}
+
+
+def _stacked_logits(models: list[nn.Module], inputs: Tensor, shared: bool) -> Tensor:
+    """Every member's logits: (members, N, outputs). `shared`: one input batch (N, features) for all."""
+    template = models[0]
+    forward = torch.func.vmap(lambda params, x: torch.func.functional_call(template, params, (x,)),
+                              in_dims=(0, None if shared else 0))  # fmt: skip
+    return forward(_stack_parameters(models), inputs)
+
+
+def _stacked_epoch(
+    models: list[nn.Module],
+    head: Head,
+    optimizer: torch.optim.Optimizer,
+    trains: list[Split],
+    batch_size: int | None,
+    shuffles: list[torch.Generator],
+) -> Tensor:
+    """One epoch of every member, each on its own batches (as `train_one_epoch` draws them); returns
+    each member's epoch loss (members,)."""
+    size = len(trains[0])
+    shared = all(train is trains[0] for train in trains)  # one split: no gather per member
+    inputs = trains[0].inputs if shared else torch.stack([train.inputs for train in trains])
+    targets = trains[0].labels if shared else torch.stack([train.labels for train in trains])  # type: ignore[misc]
+    assert targets is not None
+    if batch_size is None or batch_size >= size:
+        batches = [(inputs, targets, True)]
+    else:
+        device = inputs.device
+        orders = torch.stack([torch.randperm(size, generator=shuffle) for shuffle in shuffles]).to(device)
+        members = torch.arange(len(models), device=device).unsqueeze(1)
+        batches = []
+        for start in range(0, size, batch_size):
+            index = orders[:, start : start + batch_size]  # (members, batch): each member's own examples
+            if shared:
+                batches.append((inputs[index], targets[index], False))
+            else:
+                batches.append((inputs[members, index], targets[members, index], False))
+    loss_of = torch.func.vmap(head.loss, in_dims=(0, None if len(batches) == 1 and shared else 0))
+    losses, sizes = [], []
+    for batch_inputs, batch_targets, whole in batches:
+        optimizer.zero_grad()
+        logits = _stacked_logits(models, batch_inputs, shared=whole and shared)
+        member_losses = loss_of(logits, batch_targets)
+        member_losses.sum().backward()  # each member's gradient is its own loss's
+        optimizer.step()
+        losses.append(member_losses.detach())
+        sizes.append(batch_targets.shape[-1])
+    stacked = torch.stack(losses)  # (batches, members)
+    if len(losses) == 1:
+        return stacked[0]
+    if head.reduction == "mean":  # weigh each batch's mean by its size: the last one may be short
+        return (stacked * torch.tensor(sizes, device=stacked.device).unsqueeze(1)).sum(0) / size
+    return stacked.sum(0)
+
+
+@torch.no_grad()
+def _stacked_evaluate(
+    models: list[nn.Module], head: Head, splits: list[Split | None]
+) -> list[dict[str, float]] | None:
+    """Loss and accuracy of every member on its own labelled split (None when there is none)."""
+    if splits[0] is None:
+        return None
+    for model in models:
+        model.eval()
+    shared = all(split is splits[0] for split in splits)
+    first = splits[0]
+    inputs = first.inputs if shared else torch.stack([split.inputs for split in splits])  # type: ignore[union-attr]
+    labels = first.labels if shared else torch.stack([split.labels for split in splits])  # type: ignore[union-attr, misc]
+    assert labels is not None
+    logits = _stacked_logits(models, inputs, shared=shared)
+    label_dim = None if shared else 0
+
+    def loss(member_logits: Tensor, member_labels: Tensor) -> Tensor:
+        return head.loss(member_logits, head.prepare_targets(member_labels))
+
+    def accuracy(member_logits: Tensor, member_labels: Tensor) -> Tensor:
+        return (head.predict(member_logits) == member_labels).float().mean()
+
+    losses = torch.func.vmap(loss, in_dims=(0, label_dim))(logits, labels)
+    accuracies = torch.func.vmap(accuracy, in_dims=(0, label_dim))(logits, labels)
+    pairs = zip(losses.tolist(), accuracies.tolist(), strict=True)
+    return [{LOSS: value, ACCURACY: share} for value, share in pairs]

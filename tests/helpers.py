@@ -91,10 +91,11 @@ def launch(
     wait: bool = True,
     terminal: bool = False,
     timeout: float = 300,
+    output: Path | None = None,
 ) -> Any:
     """Start `python -m MODULE ARGS` as a user would. wait=True: the finished CompletedProcess (text
-    output captured). wait=False: the running Popen. terminal=True: on a pseudo-terminal 110 columns
-    wide; returns (exit code, everything drawn on it)."""
+    output captured). wait=False: the running Popen (its output piped, or written to `output`).
+    terminal=True: on a pseudo-terminal 110 columns wide; returns (exit code, everything drawn on it)."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", **(env or {})}
     command = [sys.executable, "-m", module, *args]
     if terminal:
@@ -103,6 +104,9 @@ def launch(
         return subprocess.run(
             command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
         )
+    if output is not None:
+        with output.open("w") as file:
+            return subprocess.Popen(command, cwd=cwd, env=environment, stdout=file, stderr=subprocess.STDOUT)
     return subprocess.Popen(
         command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

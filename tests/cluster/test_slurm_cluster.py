@@ -9,14 +9,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, read_scalars, run_cli
+from tests.helpers import launch, read_scalars
 
 pytestmark = pytest.mark.cluster
 
@@ -64,11 +63,9 @@ def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
 
 
 def start_sweep(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
-    """The sweep command in the background (as run_cli runs it), its output in sweep_dir's parent."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    command = [sys.executable, "-m", "src.train", "-m", *SLURM, *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    with (sweep_dir.parent / f"{sweep_dir.name}.log").open("w") as log:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    """The sweep command in the background, its output in sweep_dir's parent."""
+    log = sweep_dir.parent / f"{sweep_dir.name}.log"
+    return launch("-m", *SLURM, *overrides, f"hydra.sweep.dir={sweep_dir}", wait=False, output=log)
 
 
 def finish(process: subprocess.Popen, sweep_dir: Path) -> str:
@@ -131,7 +128,7 @@ def job_log(sweep_dir: Path, job_id: str) -> str:
 def test_a_two_job_sweep_runs_on_the_cluster_and_is_summarized(slurm_conf, tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = ["optimizer.lr=0.01,0.1", "trainer.epochs=50", f"hydra.sweep.dir={sweep_dir}"]
-    process = run_cli("-m", *SLURM, *overrides, timeout=SWEEP_TIMEOUT)
+    process = launch("-m", *SLURM, *overrides, timeout=SWEEP_TIMEOUT)
     output = process.stdout + process.stderr
     assert process.returncode == 0, output
     rows = summary_rows(sweep_dir)
@@ -153,11 +150,8 @@ def test_a_preempted_job_requeues_resumes_and_ends_with_the_uninterrupted_curve(
     overrides = ["trainer.epochs=3000", "trainer.checkpoint_every=25", "optimizer.lr=0.05"]
     sweep_dir = tmp_path / "sweep"
     process = start_sweep(sweep_dir, *overrides)
-    local = subprocess.Popen(  # the same run without interruption, meanwhile, on this machine
-        [sys.executable, "-m", "src.train", *overrides, f"hydra.run.dir={tmp_path / 'local'}"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # the same run without interruption, meanwhile, on this machine
+    local = launch(*overrides, f"hydra.run.dir={tmp_path / 'local'}", wait=False)
     try:
         # a single job is a plain SLURM job (no array): its id names its .submitit folder
         job_id = wait_until(lambda: next(iter(submitted(sweep_dir)), None), "the job's submission")

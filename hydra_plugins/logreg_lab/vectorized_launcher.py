@@ -1,0 +1,118 @@
+"""`hydra/launcher=vectorized`: a sweep's jobs that can share a pass over the data train as one stack.
+
+Jobs that differ only in optimizer settings (lr, momentum, weight_decay, betas, nesterov) and `seed`
+train together (src/stack.py); the others (LBFGS, or a group of one) run one by one in this process, as
+the basic launcher runs them. Then every job goes through Hydra's own job machinery in order (its
+working directory, log, callbacks), where a stacked job reports the outcome its stack gave it, so the
+sweep's lines, summary and return values are those of any other launcher.
+"""
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VectorizedLauncherConf:
+    _target_: str = "hydra_plugins.logreg_lab.vectorized_launcher.VectorizedLauncher"
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=VectorizedLauncherConf)
+
+
+class VectorizedLauncher(Launcher):
+    def __init__(self) -> None:
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from src.stack import stack_key, train_stack
+        from src.train import job_status
+
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = []
+        for number, overrides in enumerate(job_overrides, start=initial_job_idx):
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = number
+            configs.append(config)
+
+        groups: dict[str, list[int]] = {}
+        for position, config in enumerate(configs):
+            context = job_context(config)
+            finished = config.resume and job_status(context.run_dir) == "completed"  # kept by the job itself
+            key = None if finished else stack_key(task_config(config))
+            if key is not None:
+                groups.setdefault(key, []).append(position)
+        stacked: dict[int, tuple[Any, float]] = {}
+        for positions in groups.values():
+            if len(positions) < 2:
+                continue  # a stack of one is a solo run
+            started = time.perf_counter()
+            outcomes = train_stack([(task_config(configs[p]), job_context(configs[p])) for p in positions])
+            seconds = (time.perf_counter() - started) / len(positions)
+            for position, outcome in zip(positions, outcomes, strict=True):
+                stacked[position] = (outcome, seconds)
+
+        returns = []
+        for position, config in enumerate(configs):
+            task = self.task_function if position not in stacked else report(*stacked[position])
+            returns.append(run_job(hydra_context=self.hydra_context, task_function=task, config=config,
+                                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return returns
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """A job's config as its task function sees it: without Hydra's own settings."""
+    task = config.copy()
+    with open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def job_context(config: DictConfig) -> Any:
+    """What Hydra would tell the job about itself (src.train.RunContext), before Hydra runs it."""
+    from src.sweep import varying_keys
+    from src.train import RunContext
+
+    hydra = config.hydra
+    sweep_dir = Path(str(hydra.sweep.dir))
+    run_dir = sweep_dir / str(hydra.sweep.subdir)
+    return RunContext(
+        run_dir=run_dir,
+        overrides=list(hydra.overrides.task),
+        choices={key: str(value) for key, value in hydra.runtime.choices.items()},
+        in_sweep=True,
+        hydra_config=OmegaConf.create({"hydra": OmegaConf.to_container(hydra, resolve=False)}),
+        log_file=run_dir / f"{hydra.job.name}.log",
+        swept=set(varying_keys(sweep_dir)),
+    )
+
+
+def report(outcome: Any, seconds: float) -> TaskFunction:
+    """The task function of a job its stack already ran: say and return what the stack gave it."""
+    from src.train import RunContext, conclude
+
+    def task(cfg: DictConfig) -> Any:
+        return conclude(cfg, RunContext.from_hydra(), outcome, seconds)
+
+    return task

@@ -1,0 +1,182 @@
+"""A stack of runs: the jobs of a sweep that can share every step, trained as one.
+
+`hydra/launcher=vectorized` (hydra_plugins/logreg_lab/vectorized_launcher.py) groups a sweep's jobs by
+everything but their optimizer settings (lr, momentum, weight_decay, betas, nesterov) and seed, and
+hands each group here. Each member is checked, built, restored and recorded by the same functions that
+`src.train.train` uses for one run, so its directory holds what a solo run's holds (metrics.json,
+TensorBoard run, checkpoint, pictures); only the epochs are shared (trainer.train_stacked_epochs).
+"""
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.build import Components, build_components, build_data, build_optimizer, identity
+from src.checkpoint import RunState
+from src.cli import run_guarded
+from src.config import validate
+from src.data import ClassificationData
+from src.device import resolve_device
+from src.errors import TrainingDiverged
+from src.interrupt import StopSignals
+from src.outputs import RunRecorder
+from src.rundir import exclusive
+from src.sweep import FailedRun
+from src.train import (
+    RunContext,
+    Start,
+    check_objective,
+    finish_recording,
+    interruption,
+    open_recorder,
+    record_failure,
+    resume_or_refuse,
+    write_run_files,
+)
+from src.trainer import Stack, train_stacked_epochs
+
+log = logging.getLogger(__name__)
+# What members of one stack may set differently: each lives in the member's optimizer parameter group.
+MEMBER_KEYS = ("lr", "momentum", "weight_decay", "betas", "nesterov")
+Outcome = dict[str, Any] | FailedRun
+
+
+def stack_key(cfg: DictConfig) -> str | None:
+    """What jobs must share to train as one stack, or None for a job that trains alone: LBFGS, whose
+    line search re-evaluates one loss (the members' would couple), or one started from a checkpoint."""
+    if cfg.optimizer._target_ == "torch.optim.LBFGS" or cfg.ckpt_path is not None:
+        return None
+    shared = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(shared, dict)
+    shared.pop("seed")
+    for key in MEMBER_KEYS:
+        shared["optimizer"].pop(key, None)
+    return OmegaConf.to_yaml(OmegaConf.create(shared))
+
+
+@dataclass
+class Member:
+    """One job of a stack: what its solo run would hold."""
+
+    cfg: DictConfig
+    context: RunContext
+    parts: Components
+    optimizer: torch.optim.Optimizer  # its solo optimizer: never stepped; the form of its checkpoint
+    shuffle: torch.Generator
+    torch_rng: torch.Tensor  # the global generator's state its solo run would have
+    start: Start
+    recorder: RunRecorder | None = None
+
+
+def train_stack(jobs: list[tuple[DictConfig, RunContext]]) -> list[Outcome]:
+    """Train the jobs (one stack key) together; one outcome per job, as `train` would return it."""
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    datasets: dict[tuple[str, int], ClassificationData] = {}  # members of one seed share one split
+    with ExitStack() as held:
+        members: dict[int, list[tuple[int, Member]]] = {}  # by the epoch they start from
+        for index, (cfg, context) in enumerate(jobs):
+            prepared = run_guarded(
+                lambda: prepare(cfg, context, datasets, held),  # noqa: B023 (called at once)
+                in_sweep=True,
+                record_failure=lambda reason: record_failure(cfg, context, reason),  # noqa: B023
+            )
+            if isinstance(prepared, FailedRun):
+                outcomes[index] = prepared
+            else:
+                members.setdefault(prepared.start.epoch, []).append((index, prepared))
+        for group in members.values():
+            for index, outcome in zip(
+                (i for i, _ in group), train_members([m for _, m in group], held), strict=True
+            ):
+                outcomes[index] = outcome
+    assert all(outcome is not None for outcome in outcomes)
+    return outcomes  # type: ignore[return-value]
+
+
+def prepare(
+    cfg: DictConfig, context: RunContext, datasets: dict[tuple[str, int], ClassificationData], held: ExitStack
+) -> Member:
+    """What `train` does before its epochs, for one member: check, build, claim, resume or refuse."""
+    validate(cfg)
+    torch.use_deterministic_algorithms(cfg.trainer.deterministic)
+    key = (OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
+    if key not in datasets:
+        datasets[key] = build_data(cfg, resolve_device(cfg.device))
+    parts = build_components(cfg, datasets[key])
+    check_objective(cfg, parts.data)
+    optimizer = build_optimizer(cfg, parts.model)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    held.enter_context(exclusive(context.run_dir))
+    start = resume_or_refuse(cfg, context, parts, optimizer, shuffle)
+    write_run_files(cfg, context)
+    return Member(cfg, context, parts, optimizer, shuffle, torch.get_rng_state(), start)
+
+
+def train_members(members: list[Member], held: ExitStack) -> list[Outcome]:
+    """The shared epochs of members that start from the same epoch; each recorded as its own run."""
+    first = members[0].cfg.trainer
+    head, epochs, every = members[0].parts.head, first.epochs, first.checkpoint_every
+    optimizer = stacked_optimizer(members)
+    stack = Stack([m.parts.model for m in members], [m.parts.data for m in members],
+                  [m.shuffle for m in members], optimizer)  # fmt: skip
+    for member in members:
+        member.recorder = held.enter_context(open_recorder(member.cfg, member.context, member.start))
+    outcomes: list[Outcome | None] = [None] * len(members)
+    stop = held.enter_context(StopSignals())
+    for results in train_stacked_epochs(stack, head, epochs, first.batch_size, members[0].start.epoch):
+        stopping = stop.requested  # read once: a signal arriving now must not skip the saves
+        for position, (member, result) in enumerate(zip(members, results, strict=True)):
+            assert member.recorder is not None
+            if isinstance(result, TrainingDiverged):
+                outcomes[position] = FailedRun(str(result))
+                member.recorder.finish("failed", reason=str(result))
+            elif result is not None:
+                member.recorder.record_epoch(result.epoch, result.metrics)
+                if stopping or result.completed % every == 0 or result.completed == epochs:
+                    save_member(member, optimizer, result.completed)
+        if stopping:
+            completed = next(
+                r.completed for r in results if r is not None and not isinstance(r, TrainingDiverged)
+            )
+            for position, member in enumerate(members):
+                if outcomes[position] is None and member.recorder is not None:
+                    member.recorder.finish(
+                        "interrupted", reason=f"stopped by {stop.signal_name} after epoch {completed}"
+                    )
+            raise interruption(stop, completed, members[0].context)
+    for position, member in enumerate(members):
+        if outcomes[position] is None:
+            assert member.recorder is not None
+            parts = member.parts
+            outcomes[position] = finish_recording(member.recorder, parts.model, head, parts.data, epochs,
+                                                  member.start.run_name)  # fmt: skip
+    return outcomes  # type: ignore[return-value]
+
+
+def stacked_optimizer(members: list[Member]) -> torch.optim.Optimizer:
+    """One optimizer with a parameter group per member, holding each member's hyperparameters and its
+    restored state (the moments of a resumed member)."""
+    groups = [dict(member.optimizer.param_groups[0]) for member in members]
+    optimizer_class: Any = type(members[0].optimizer)  # each group carries every hyperparameter
+    stacked = optimizer_class(groups)
+    for member in members:
+        for parameter, state in member.optimizer.state.items():
+            stacked.state[parameter] = state
+    return stacked
+
+
+def save_member(member: Member, stacked: torch.optim.Optimizer, completed: int) -> None:
+    """The member's checkpoint, as its solo run would write it: its own optimizer's form and state."""
+    assert member.recorder is not None
+    member.recorder.flush()  # the events and the checkpoint tell the same story
+    for parameter in member.parts.model.parameters():
+        if parameter in stacked.state:
+            member.optimizer.state[parameter] = stacked.state[parameter]
+    recorder, model, name = member.recorder, member.parts.model, member.start.run_name
+    state = RunState.capture(completed, model, member.optimizer, member.shuffle, identity(member.cfg), name,
+                             recorder.final, recorder.history, member.torch_rng)  # fmt: skip
+    state.save(member.context.checkpoint_path)
