@@ -96,7 +96,8 @@ def launch(
     """Start `python -m MODULE ARGS` as a user would. wait=True: the finished CompletedProcess (text
     output captured). wait=False: the running Popen (its output piped, or written to `output`).
     terminal=True: on a pseudo-terminal 110 columns wide; returns (exit code, everything drawn on it)."""
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", **(env or {})}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "0", **(env or {})}
     command = [sys.executable, "-m", module, *args]
     if terminal:
         return _in_terminal(command, cwd, environment, timeout)
