@@ -23,12 +23,14 @@ class Components:
     model: nn.Module
 
 
-def build_components(cfg: DictConfig, data: ClassificationData | None = None) -> Components:
+def build_components(
+    cfg: DictConfig, data: ClassificationData | None = None, cores_share: int | None = None
+) -> Components:
     """Data (unless given: a stack of runs shares it), head and model for `cfg`; the model's initial
-    weights depend on `cfg.seed` only."""
+    weights depend on `cfg.seed` only. `cores_share`: the cores this run may use beside others."""
     device = resolve_device(cfg.device)
     if device.type == "cpu":
-        torch.set_num_threads(thread_count(cfg.trainer.threads))
+        torch.set_num_threads(thread_count(cfg.trainer.threads, cores_share))
     if data is None:
         data = build_data(cfg, device)
     head: Head = build(cfg.loss)

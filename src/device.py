@@ -1,7 +1,9 @@
 """Where a run computes: `device=cpu|cuda|mps|auto` as a torch.device, and how many CPU threads it uses."""
 
 import logging
+import os
 from enum import Enum
+from typing import Any
 
 import torch
 
@@ -30,11 +32,29 @@ def resolve_device(kind: DeviceType | str) -> torch.device:
     return torch.device(kind)
 
 
-def thread_count(setting: str) -> int:
-    """The CPU threads a run uses: `trainer.threads`, where `auto` is one.
+def thread_count(setting: str, share: int | None = None) -> int:
+    """The CPU threads a run uses: `trainer.threads`, where `auto` is one, and never more than the
+    run's `share` of the cores when it runs beside others (a parallel launcher's job).
 
     The models here are too small for a second thread to pay, and a thread that competes with another
     busy process for a core slows an epoch many times over; so one thread, unless asked otherwise
     (a wide MLP at a large batch is where more pay: see BENCHMARKS.md).
     """
-    return 1 if setting == "auto" else int(setting)
+    wanted = 1 if setting == "auto" else int(setting)
+    if share is not None and wanted > share:
+        log.info(f"trainer.threads={setting}: using {share}, this job's share of the cores")
+        return share
+    return wanted
+
+
+def cores_share(launcher: Any) -> int | None:
+    """A job's share of this machine's cores under a parallel launcher's settings: cores / jobs at once
+    (joblib's n_jobs), or the cores SLURM gives it (cpus_per_task); None for one job at a time."""
+    target = str(launcher.get("_target_", ""))
+    cores = os.cpu_count() or 1
+    if "Joblib" in target:
+        jobs = int(launcher.get("n_jobs") or -1)
+        return max(1, cores // (cores if jobs < 1 else jobs))
+    if "Slurm" in target or "LocalLauncher" in target:  # submitit: what each task was given
+        return max(1, int(launcher.get("cpus_per_task") or 1))
+    return None

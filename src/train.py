@@ -29,6 +29,7 @@ from src.cli import HeldRunLog, run_guarded
 from src.config import register_configs, validate
 from src.console import EpochProgress, config_tree, summary
 from src.data import ClassificationData
+from src.device import cores_share
 from src.errors import ConfigError, OutputError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
@@ -54,6 +55,7 @@ class RunContext:
     hydra_config: DictConfig | None = None  # Hydra's own settings, saved beside the run
     log_file: Path | None = None
     swept: set[str] | None = None  # in a sweep: the keys it varies, which name the job in TensorBoard
+    cores_share: int | None = None  # under a parallel launcher: the cores each job may use
 
     @classmethod
     def from_hydra(cls) -> "RunContext":
@@ -68,6 +70,7 @@ class RunContext:
             hydra_config=HydraConfig.instance().cfg,  # type: ignore[arg-type]
             log_file=run_dir / f"{hydra_cfg.job.name}.log",
             swept=set(varying_keys(Path(hydra_cfg.sweep.dir))) if in_sweep else None,
+            cores_share=cores_share(hydra_cfg.launcher) if in_sweep else None,
         )
 
     @property
@@ -93,7 +96,7 @@ def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | N
     """
     validate(cfg)
     torch.use_deterministic_algorithms(cfg.trainer.deterministic)
-    parts = build_components(cfg)
+    parts = build_components(cfg, cores_share=context.cores_share)
     check_objective(cfg, parts.data)
     optimizer = build_optimizer(cfg, parts.model)
     shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
