@@ -1,44 +1,21 @@
 """Early stopping: it stops where the validation curve says, keeps the best epoch's weights and tests
 them, resumes to the same epoch, and is refused where there is nothing to validate on."""
 
-import numpy as np
 import pytest
 import torch
 
 from src.errors import ConfigError
 from src.evaluate import evaluate_checkpoint
-from src.idx import write_idx
 from src.stopping import EarlyStopping
-from tests.helpers import read_metrics, read_scalars, train_here
+from tests.helpers import read_metrics, read_scalars, stop_by_hand, train_here, write_overfitting_dataset
 
 PATIENCE = 3
 
 
 @pytest.fixture
 def overfitting(tmp_path):
-    """A generated problem that overfits: 84 noisy images with a faint band for the 8s, so the validation
-    loss falls, turns up, and falls once more later."""
-    folder = tmp_path / "noise"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", 120), ("t10k", 100)):
-        labels = np.array([3, 8] * (count // 2), dtype=np.uint8)
-        images = rng.integers(0, 100, size=(count, 28, 28)).astype(np.uint8)
-        images[labels == 8, 10:12, :] += 8
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+    folder = write_overfitting_dataset(tmp_path / "noise")
     return ["dataset=mnist_binary", f"dataset.root={folder}", "dataset.val_fraction=0.3", "trainer.epochs=15"]
-
-
-def stop_by_hand(values, patience):
-    """(best epoch, epoch it stops after) for a minimized curve, counted as the docs say."""
-    best = 0
-    for epoch, value in enumerate(values):
-        if value < values[best]:
-            best = epoch
-        if epoch - best >= patience:
-            return best, epoch
-    return best, len(values) - 1
 
 
 def test_it_stops_at_the_expected_epoch_and_tests_the_best_weights(tmp_path, overfitting):

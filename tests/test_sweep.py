@@ -11,7 +11,15 @@ from PIL import Image
 
 from src.events import EventWriter
 from src.sweep import FailedRun, mean_band, seed_groups, write_summary, write_sweep_figure
-from tests.helpers import event_dir, launch, read_scalars, train_here, write_fake_dataset
+from tests.helpers import (
+    event_dir,
+    launch,
+    read_scalars,
+    stop_by_hand,
+    train_here,
+    write_fake_dataset,
+    write_overfitting_dataset,
+)
 
 
 def make_job(sweep_dir, number, overrides, metrics):
@@ -140,6 +148,37 @@ def test_the_sweep_figure_draws_mean_curves_in_standard_deviation_bands(tmp_path
         with Image.open(tmp_path / name) as image:
             pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
         assert (np.abs(pixels - shade).max(axis=1) <= 2).any() == shaded, name
+
+
+def test_a_sweep_over_seeds_and_schedules_with_early_stopping(tmp_path):
+    root = write_overfitting_dataset(tmp_path / "data")
+    data = ["dataset=mnist_binary", f"dataset.root={root}", "dataset.val_fraction=0.3", "trainer.epochs=12"]
+    process, sweep_dir = sweep(
+        tmp_path, *data, "trainer.patience=2", "scheduler=none,cosine", "seed=range(2)"
+    )
+    assert process.returncode == 0, process.stderr
+    configs = {row["config"]: row for row in summary_rows_of(sweep_dir / "summary_by_config.csv")}
+    assert set(configs) == {
+        "dataset=mnist_binary dataset.root=" + str(root) + f" dataset.val_fraction=0.3 trainer.epochs=12 "
+        f"trainer.patience=2 scheduler={name}"
+        for name in ("none", "cosine")
+    }
+    assert all(row["seeds"] == "2" for row in configs.values())
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "| scheduler=none | 2 |" in summary or "| scheduler=cosine | 2 |" in summary
+    assert "![mean ± std by configuration](sweep_curves.png)" in summary
+    for job in range(4):  # each job stops on its own, where its own curve says
+        curve = [value for _, value in read_scalars(sweep_dir / str(job))["val/loss"]]
+        metrics = json.loads((sweep_dir / str(job) / "metrics.json").read_text())
+        best, stop = stop_by_hand(curve, 2)
+        assert (metrics["best_epoch"], metrics["epochs"]) == (best, stop + 1) == (best, len(curve))
+        assert ("train/lr" in metrics) == (job >= 2)  # jobs 2 and 3 run the cosine schedule
+    assert {row["stopped_early"] for row in summary_rows(sweep_dir)} <= {"True", "False"}
+
+
+def summary_rows_of(path):
+    with path.open() as file:
+        return list(csv.DictReader(file))
 
 
 def test_a_failed_run_refuses_to_be_a_number():
