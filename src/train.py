@@ -215,8 +215,9 @@ def run_epochs(
         extra: dict[str, Any] = {}
         if stopping is not None and best is not None:
             extra = early_stopping_outcome(cfg, stopping, recorder.epochs < epochs)
-            if extra["test_weights"] == "best":  # test (and draw) the weights early stopping kept
+            if extra["test_weights"] == "best":  # report, test and draw the weights early stopping kept
                 model.load_state_dict(best.model)
+                recorder.final.update(best.metrics)  # metrics.json: the best epoch's train/ and val/ values
             log.info(f"test metrics of the {extra['test_weights']} epoch's weights (best: epoch "
                      f"{stopping.best_epoch}, checkpoints/best.pt; last: checkpoints/last.pt)")  # fmt: skip
         recorder.record(recorder.epochs, test_metrics(model, head, data))

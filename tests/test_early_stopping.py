@@ -29,6 +29,8 @@ def test_it_stops_at_the_expected_epoch_and_tests_the_best_weights(tmp_path, ove
     assert (metrics["epochs"], metrics["best_epoch"], metrics["stopped_early"]) == (stop + 1, best, True)
     assert metrics["test_weights"] == "best" and read_metrics(run_dir)["best_epoch"] == best
     assert read_scalars(run_dir)["val/loss"] == curve[: stop + 1]  # the same epochs, then no more
+    # metrics.json reports the weights kept: the best epoch's val/loss (what a sweep ranks), its test.
+    assert metrics["val/loss"] == pytest.approx(curve[best][1], rel=1e-6)
     # best.pt holds the best epoch; the reported test metrics are its weights'; last.pt is the last epoch.
     saved = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert saved["epoch"] == best + 1
@@ -44,6 +46,7 @@ def test_it_stops_at_the_expected_epoch_and_tests_the_best_weights(tmp_path, ove
         last["test/loss"] == evaluate_checkpoint(tmp_path / "last" / "checkpoints" / "last.pt")["test/loss"]
     )
     assert last["test/loss"] != metrics["test/loss"]
+    assert last["val/loss"] == pytest.approx(curve[stop][1], rel=1e-6)
 
 
 def test_a_run_interrupted_in_its_patience_window_stops_at_the_same_epoch(tmp_path, overfitting):
