@@ -97,7 +97,7 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> Schedu
                 "after training; use a val/ or train/ metric"
             )
         kwargs["mode"] = "max" if cfg.objective.direction == "maximize" else "min"
-    return build(cfg.scheduler, _convert_="all")(optimizer, **kwargs)  # type: ignore[no-any-return]
+    return build(cfg.scheduler, _convert_="all")(optimizer, **kwargs)
 
 
 def step_scheduler(scheduler: Scheduler, objective: float) -> None:
