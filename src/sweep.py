@@ -410,15 +410,18 @@ class SweepSummary(Callback):
 def check_once(config: DictConfig) -> None:
     """The checks every job would make, made once: the config as the sweep gives it to all jobs, and
     the data. (A value that only some jobs get is checked by those jobs.)"""
-    from src.build import build_components
+    from src.build import build_components, build_optimizer, build_scheduler
     from src.config import validate
+    from src.stopping import build_early_stopping
 
     cfg = config.copy()
     with open_dict(cfg):
         del cfg["hydra"]
     try:
         validate(cfg)
-        build_components(cfg)
+        parts = build_components(cfg)
+        build_scheduler(cfg, build_optimizer(cfg, parts.model))
+        build_early_stopping(cfg, parts.data)
     except Exception as error:  # what hydra's instantiate wraps may be a user's mistake
         user_error = find_user_error(error)
         if user_error is not None:

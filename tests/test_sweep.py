@@ -327,6 +327,14 @@ def test_a_mistake_common_to_every_job_is_reported_once_before_any_job_runs(tmp_
     assert not [path for path in sweep_dir.iterdir() if path.name.isdigit()]
 
 
+def test_early_stopping_without_a_validation_split_is_refused_once_for_the_sweep(tmp_path):
+    process, sweep_dir = sweep(tmp_path, "trainer.patience=3", "loss=bce,ce")
+    assert process.returncode == 2
+    (line,) = process.stderr.strip().splitlines()
+    assert line.startswith("error: trainer.patience needs a validation split")
+    assert not [path for path in sweep_dir.iterdir() if path.name.isdigit()]
+
+
 def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped_one(tmp_path):
     import signal
     import time
