@@ -37,6 +37,8 @@ def test_it_stops_at_the_expected_epoch_and_tests_the_best_weights(tmp_path, ove
     tested = evaluate_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert (tested["test/loss"], tested["test/accuracy"]) == (metrics["test/loss"], metrics["test/accuracy"])
     assert evaluate_checkpoint(run_dir / "checkpoints" / "last.pt")["epochs"] == stop + 1
+    # Resuming a run that has stopped trains no further: its patience has run out.
+    assert train_here(run_dir, *overfitting, f"trainer.patience={PATIENCE}", "resume=true") == metrics
 
     last = train_here(
         tmp_path / "last", *overfitting, f"trainer.patience={PATIENCE}", "trainer.test_weights=last"
