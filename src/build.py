@@ -82,6 +82,43 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     return build(cfg.optimizer, _convert_="all")(model.parameters())
 
 
+Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> Scheduler | None:
+    """The learning-rate schedule of `cfg.scheduler` on `optimizer`; None for a constant rate.
+
+    Refused: LBFGS with a line search (the search picks every step's length, and the lr only sets
+    where it starts, so a schedule would change little and mean less), and `plateau` on a metric that is
+    only measured after training (test/*).
+    """
+    if cfg.scheduler is None:
+        return None
+    if cfg.optimizer._target_ == "torch.optim.LBFGS" and cfg.optimizer.line_search_fn is not None:
+        raise ConfigError(
+            "optimizer=lbfgs picks its step lengths by line search, so a learning-rate schedule means "
+            "little; use scheduler=none, or optimizer.line_search_fn=null for LBFGS's fixed steps"
+        )
+    kwargs = {}
+    if cfg.scheduler._target_.endswith("ReduceLROnPlateau"):
+        if cfg.objective.metric.startswith("test/"):
+            raise ConfigError(
+                f"scheduler=plateau watches objective.metric, but {cfg.objective.metric} is only measured "
+                "after training; use a val/ or train/ metric"
+            )
+        kwargs["mode"] = "max" if cfg.objective.direction == "maximize" else "min"
+    return build(cfg.scheduler, _convert_="all")(optimizer, **kwargs)
+
+
+def step_scheduler(scheduler: Scheduler, objective: float) -> None:
+    """The schedule's step after an epoch: `plateau` reads the epoch's objective metric, the others
+    count epochs."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(objective)
+    else:
+        scheduler.step()
+
+
 def build(node: DictConfig, **kwargs: Any) -> Any:
     """`instantiate`, raising the user's mistake itself rather than hydra's wrapper around it."""
     try:
@@ -95,7 +132,8 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
 
 def identity(cfg: DictConfig) -> dict[str, str]:
     """What a checkpoint must match to be resumed: the model's shape, the data it was trained on, and
-    the optimizer's class (its hyperparameters may change on resume; its kind of state may not)."""
+    the optimizer's and scheduler's classes (their hyperparameters may change on resume; their kind of
+    state may not)."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     assert isinstance(dataset, dict)
     for where_it_lives in ("root", "download"):  # the same data may move
@@ -105,4 +143,5 @@ def identity(cfg: DictConfig) -> dict[str, str]:
         "loss": OmegaConf.to_yaml(cfg.loss, resolve=True),
         "dataset": OmegaConf.to_yaml(OmegaConf.create({**dataset, "seed": cfg.seed})),
         "optimizer": str(cfg.optimizer._target_),
+        "scheduler": "none" if cfg.scheduler is None else str(cfg.scheduler._target_),
     }

@@ -3,10 +3,12 @@
 `RunState` is what a checkpoint holds: the model and optimizer states, the epochs completed, every
 random state the run draws from (torch's global generator and the batch-shuffling one), the last value
 and the history of each logged scalar, the TensorBoard run name, and the identity of the experiment
-(the configs that fix the model's shape and the data, and the optimizer's class). Loading uses
-`torch.load(weights_only=True)`, which refuses any file that would run pickled code.
+(the configs that fix the model's shape and the data, and the optimizer's and scheduler's classes);
+under a schedule, the scheduler's state; under early stopping, its counter and the best epoch's state.
+Loading uses `torch.load(weights_only=True)`, which refuses any file that would run pickled code.
 """
 
+import copy
 import io
 import pickle
 import re
@@ -41,6 +43,9 @@ class RunState:
     run_name: str
     metrics: dict[str, float] = field(default_factory=dict)
     history: dict[str, Curve] = field(default_factory=dict)
+    scheduler: dict[str, Any] | None = None  # the learning-rate schedule's state, if there is one
+    stopping: dict[str, Any] | None = None  # early stopping's counter and best value, if it is on
+    best: "RunState | None" = None  # early stopping: the best epoch's state (checkpoints/best.pt)
 
     @classmethod
     def capture(
@@ -53,10 +58,14 @@ class RunState:
         run_name: str,
         metrics: dict[str, float],
         history: dict[str, Curve],
+        scheduler: Any = None,
+        stopping: Any = None,
+        best: "RunState | None" = None,
         torch_rng: torch.Tensor | None = None,
     ) -> "RunState":
-        """The state of a live run; copies what the run will go on changing. `torch_rng`: the global
-        generator's state as the run would have it, when it is not the process's own (a stack)."""
+        """The state of a live run; copies what the run will go on changing (the model's and
+        optimizer's tensors are only copied by `detached`). `torch_rng`: the global generator's state as
+        the run would have it, when it is not the process's own (a member of a stack)."""
         return cls(
             epoch=epoch,
             model=model.state_dict(),
@@ -67,7 +76,14 @@ class RunState:
             run_name=run_name,
             metrics=dict(metrics),
             history={tag: list(points) for tag, points in history.items()},
+            scheduler=None if scheduler is None else scheduler.state_dict(),
+            stopping=None if stopping is None else stopping.state_dict(),
+            best=best,
         )
+
+    def detached(self) -> "RunState":
+        """A copy that the run's further training leaves as it is (to keep the best epoch's state)."""
+        return copy.deepcopy(self)
 
     def save(self, path: Path) -> None:
         """Write to `path` via a temporary file, so a crash mid-write keeps the previous checkpoint."""
@@ -78,7 +94,10 @@ class RunState:
     @classmethod
     def load(cls, path: Path) -> "RunState":
         """The state saved at `path`, loaded without executing any pickled code."""
-        raw = _load_safely(path)
+        return cls._from_dict(_load_safely(path), path)
+
+    @classmethod
+    def _from_dict(cls, raw: dict[str, Any], path: Path) -> "RunState":
         try:
             return cls(
                 epoch=int(raw["epoch"]),
@@ -92,6 +111,9 @@ class RunState:
                 history={
                     tag: [(int(s), float(v)) for s, v in points] for tag, points in raw["history"].items()
                 },
+                scheduler=raw.get("scheduler"),
+                stopping=raw.get("stopping"),
+                best=None if raw.get("best") is None else cls._from_dict(raw["best"], path),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(
@@ -110,12 +132,20 @@ class RunState:
                 )
 
     def restore(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle: torch.Generator
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        shuffle: torch.Generator,
+        scheduler: Any = None,
+        stopping: Any = None,
     ) -> list[str]:
-        """Put model, optimizer and random generators back as they were.
+        """Put model, optimizer, random generators, and the schedule and early stopping if any, back as
+        they were.
 
         The optimizer's hyperparameters (lr, momentum, ...) are the ones the command asks for, not the
-        saved ones: the command line wins. Returns one `optimizer.<key>: old -> new` line per change.
+        saved ones: the command line wins. Under a schedule, though, the learning rate is the schedule's:
+        it continues from the checkpoint, and a different base rate is refused. Returns one
+        `optimizer.<key>: old -> new` line per change.
         """
         asked = [
             {key: value for key, value in group.items() if key != "params"}
@@ -123,18 +153,30 @@ class RunState:
         ]
         model.load_state_dict(self.model)
         optimizer.load_state_dict(self.optimizer)
+        scheduled = scheduler is not None and self.scheduler is not None
         changes = []
         for group, wanted in zip(optimizer.param_groups, asked, strict=True):
             for key, value in wanted.items():
+                if scheduled and key in ("lr", "initial_lr"):  # the schedule's to set
+                    if key == "initial_lr" and group.get(key) != value:
+                        raise CheckpointError(
+                            f"a schedule continues from its checkpoint's base rate, so optimizer.lr cannot "
+                            f"change on resume ({_plain(group.get(key))} -> {_plain(value)}); start a new run"
+                        )
+                    continue
                 if key in group and group[key] != value:
                     changes.append(f"optimizer.{key}: {_plain(group[key])} -> {_plain(value)}")
                 group[key] = value
+        if scheduled:
+            scheduler.load_state_dict(self.scheduler)
+        if stopping is not None and self.stopping is not None:
+            stopping.load_state_dict(self.stopping)
         torch.set_rng_state(self.torch_rng)
         shuffle.set_state(self.shuffle_rng)
         return list(dict.fromkeys(changes))
 
     def _to_dict(self) -> dict[str, Any]:
-        return {
+        raw = {
             "epoch": self.epoch,
             "model": self.model,
             "optimizer": self.optimizer,
@@ -144,6 +186,10 @@ class RunState:
             "metrics": self.metrics,
             "history": {tag: [list(point) for point in points] for tag, points in self.history.items()},
         }
+        # Only what a run has: a run with neither writes the same checkpoint as before these existed.
+        best = None if self.best is None else self.best._to_dict()
+        optional = {"scheduler": self.scheduler, "stopping": self.stopping, "best": best}
+        return raw | {key: value for key, value in optional.items() if value is not None}
 
 
 def describe_difference(saved: str, expected: str) -> str:

@@ -10,6 +10,7 @@ are built.
 import difflib
 import secrets
 from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -163,7 +164,69 @@ class LBFGSConfig(OptimizerConfig):
         require(self.history_size >= 1, f"optimizer.history_size must be at least 1, got {self.history_size}")
 
 
+# --- learning-rate schedule ------------------------------------------------------------------------
+# `_partial_` like the optimizers: the optimizer only exists once the model is built. `scheduler=none`
+# is `scheduler: null` (no scheduler object at all, so a constant rate is exactly today's run).
+@dataclass
+class SchedulerConfig:
+    _target_: str = MISSING
+    _partial_: bool = True
+
+
+@dataclass
+class StepSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.StepLR"
+    step_size: int = MISSING  # epochs between decays
+    gamma: float = MISSING
+
+    def check(self) -> None:
+        require(self.step_size >= 1, f"scheduler.step_size must be at least 1, got {self.step_size}")
+        require(0 < self.gamma <= 1, f"scheduler.gamma must be in (0, 1], got {self.gamma}")
+
+
+@dataclass
+class CosineSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
+    T_max: int = MISSING  # epochs from optimizer.lr down to eta_min
+    eta_min: float = MISSING
+
+    def check(self) -> None:
+        require(self.T_max >= 1, f"scheduler.T_max must be at least 1, got {self.T_max}")
+        require(self.eta_min >= 0, f"scheduler.eta_min must be >= 0, got {self.eta_min}")
+
+
+@dataclass
+class ExponentialSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.ExponentialLR"
+    gamma: float = MISSING
+
+    def check(self) -> None:
+        require(0 < self.gamma <= 1, f"scheduler.gamma must be in (0, 1], got {self.gamma}")
+
+
+@dataclass
+class PlateauSchedulerConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    factor: float = MISSING
+    patience: int = MISSING  # epochs without improvement of objective.metric before a decay
+    threshold: float = MISSING  # relative improvement that counts
+    min_lr: float = MISSING
+
+    def check(self) -> None:
+        require(0 < self.factor < 1, f"scheduler.factor must be in (0, 1), got {self.factor}")
+        require(self.patience >= 0, f"scheduler.patience must be >= 0, got {self.patience}")
+        require(self.threshold >= 0, f"scheduler.threshold must be >= 0, got {self.threshold}")
+        require(self.min_lr >= 0, f"scheduler.min_lr must be >= 0, got {self.min_lr}")
+
+
 # --- trainer and objective -------------------------------------------------------------------------
+class WeightsForTest(str, Enum):
+    """Which weights an early-stopped run is tested with: its best epoch's, or its last epoch's."""
+
+    best = "best"
+    last = "last"
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = MISSING
@@ -172,9 +235,15 @@ class TrainerConfig:
     deterministic: bool = MISSING  # torch.use_deterministic_algorithms
     progress: bool = MISSING  # a progress bar, when the output is a terminal
     threads: str = MISSING  # CPU threads: auto (one) or a number
+    patience: int | None = MISSING  # early stopping: epochs without a better objective; null: off
+    test_weights: WeightsForTest = MISSING  # with patience: test the best epoch's weights or the last's
 
     def check(self) -> None:
         require(self.epochs >= 1, f"trainer.epochs must be at least 1, got {self.epochs}")
+        require(
+            self.patience is None or self.patience >= 1,
+            f"trainer.patience must be at least 1 or null, got {self.patience}",
+        )
         require(
             self.batch_size is None or self.batch_size >= 1,
             f"trainer.batch_size must be at least 1 or null, got {self.batch_size}",
@@ -208,6 +277,7 @@ class Config:
     model: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING
+    scheduler: Any = None  # null: a constant learning rate
     device: DeviceType = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -224,6 +294,12 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"logistic": LogisticConfig, "mlp": MLPConfig},
     "loss": {"loss": LossConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lbfgs": LBFGSConfig},
+    "scheduler": {
+        "step": StepSchedulerConfig,
+        "cosine": CosineSchedulerConfig,
+        "exponential": ExponentialSchedulerConfig,
+        "plateau": PlateauSchedulerConfig,
+    },
     "trainer": {"trainer": TrainerConfig},
 }
 

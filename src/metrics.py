@@ -18,6 +18,7 @@ TRAIN_LOSS = tag(TRAIN, LOSS)
 VAL_LOSS, VAL_ACCURACY = tag(VAL, LOSS), tag(VAL, ACCURACY)
 TEST_LOSS, TEST_ACCURACY = tag(TEST, LOSS), tag(TEST, ACCURACY)
 SCALARS = (TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, TEST_LOSS, TEST_ACCURACY)
+TRAIN_LR = tag(TRAIN, "lr")  # the learning rate each epoch trained with; logged only under a schedule
 
 
 def tagged(split: str, measures: dict[str, float]) -> dict[str, float]:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 Curve = Sequence[tuple[int, float]]
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -47,10 +47,19 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: str = "epoch") -> Image.Image:
-    """Curves on shared axes, with a legend below: one line per curve, in its color."""
+def line_chart(
+    curves: Mapping[str, Curve],
+    title: str,
+    y_label: str,
+    x_label: str = "epoch",
+    bands: Mapping[str, Sequence[tuple[int, float, float]]] | None = None,
+) -> Image.Image:
+    """Curves on shared axes, with a legend below: one line per curve, in its color; `bands` shades
+    (x, low, high) around the curve of the same name (a spread over seeds)."""
     curves = {name: [(x, y) for x, y in points if math.isfinite(y)] for name, points in curves.items()}
     curves = {name: points for name, points in curves.items() if points}
+    bands = {name: [(x, lo, hi) for x, lo, hi in (bands or {}).get(name, []) if math.isfinite(lo + hi)]
+             for name in curves}  # fmt: skip
     width, plot_height = CHART_SIZE
     legend_height = LEGEND_ROW * len(curves) + 10
     image = Image.new("RGB", (width, plot_height + legend_height), "white")
@@ -63,6 +72,7 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
 
     xs = [x for points in curves.values() for x, _ in points]
     ys = [y for points in curves.values() for _, y in points]
+    ys += [y for band in bands.values() for _, low, high in band for y in (low, high)]
     x_low, x_high = min(xs), max(max(xs), min(xs) + 1)
     y_low, y_high = min(ys), max(ys)
     pad = (y_high - y_low) * 0.05 or abs(y_high) * 0.05 or 1.0
@@ -87,6 +97,14 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
     draw.text(((left + right) // 2, bottom + 36), x_label, fill="black", font=font(22), anchor="mt")
     draw.text((left, top - 8), y_label, fill="black", font=font(22), anchor="lb")
 
+    shade = ImageDraw.Draw(image, "RGBA")  # blends: overlapping bands stay visible
+    for index, band in enumerate(bands.values()):
+        if len(band) > 1:
+            red, green, blue = ImageColor.getrgb(COLORS[index % len(COLORS)])[:3]
+            outline = [to_pixel(x, high) for x, _, high in band] + [
+                to_pixel(x, low) for x, low, _ in band[::-1]
+            ]
+            shade.polygon(outline, fill=(red, green, blue, 48))
     for index, (name, points) in enumerate(curves.items()):
         color = COLORS[index % len(COLORS)]
         pixels = [to_pixel(x, y) for x, y in points]

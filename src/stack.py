@@ -47,8 +47,10 @@ Outcome = dict[str, Any] | FailedRun
 
 def stack_key(cfg: DictConfig) -> str | None:
     """What jobs must share to train as one stack, or None for a job that trains alone: LBFGS, whose
-    line search re-evaluates one loss (the members' would couple), or one started from a checkpoint."""
-    if cfg.optimizer._target_ == "torch.optim.LBFGS" or cfg.ckpt_path is not None:
+    line search re-evaluates one loss (the members' would couple), one started from a checkpoint, and
+    (for now) one with a learning-rate schedule or early stopping, which stacks do not step yet."""
+    alone = cfg.optimizer._target_ == "torch.optim.LBFGS" or cfg.ckpt_path is not None
+    if alone or cfg.scheduler is not None or cfg.trainer.patience is not None:
         return None
     shared = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(shared, dict)
@@ -178,5 +180,5 @@ def save_member(member: Member, stacked: torch.optim.Optimizer, completed: int) 
             member.optimizer.state[parameter] = stacked.state[parameter]
     recorder, model, name = member.recorder, member.parts.model, member.start.run_name
     state = RunState.capture(completed, model, member.optimizer, member.shuffle, identity(member.cfg), name,
-                             recorder.final, recorder.history, member.torch_rng)  # fmt: skip
+                             recorder.final, recorder.history, torch_rng=member.torch_rng)  # fmt: skip
     state.save(member.context.checkpoint_path)

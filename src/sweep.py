@@ -7,6 +7,11 @@ joblib, submitit) or sweeper (basic, Optuna):
   the data once, so a mistake common to every job is one line, not one per job;
 - when every job has finished, it reads each job's metrics.json, writes summary.csv and summary.md at
   the sweep root, prints the table, and exits 1 when a job failed.
+
+A sweep over seeds (jobs that differ only in `seed` for the same settings) is also summarized by
+configuration: mean ± standard deviation over its seeds, ranked by the mean, with Welch's t-test saying
+which configurations the seeds cannot tell apart from the best (summary_by_config.csv, and a second
+table in summary.md); its figure draws each configuration's mean curve in a ±1 std band.
 """
 
 import csv
@@ -26,7 +31,8 @@ from src.console import tensorboard_command
 from src.errors import UserError, find_user_error
 from src.events import read_scalars
 from src.files import write_atomically
-from src.metrics import SCALARS, TRAIN_LOSS, Direction
+from src.metrics import SCALARS, TRAIN_LOSS, TRAIN_LR, Direction
+from src.stats import SIGNIFICANCE, mean_std, welch_p_value
 
 log = logging.getLogger(__name__)
 SWEEP_RECORD = "sweep.yaml"  # at the sweep root: the overrides that define the sweep
@@ -116,12 +122,21 @@ def rank(rows: list[dict[str, Any]], metric: str, direction: str) -> list[dict[s
     return sorted(rows, key=key)
 
 
-def write_summary(sweep_dir: Path, metric: str, direction: str) -> tuple[list[dict[str, Any]], str]:
+EARLY_STOPPING = ("best_epoch", "stopped_early")  # metrics.json keys of runs with trainer.patience
+
+
+def write_summary(
+    sweep_dir: Path, metric: str, direction: str, by_config: bool = True
+) -> tuple[list[dict[str, Any]], str]:
     """Write summary.csv (every override, full precision) and summary.md (the overrides that vary,
-    4 significant digits) into `sweep_dir`; returns the ranked rows and the table."""
+    4 significant digits) into `sweep_dir`; returns the ranked rows and the table.
+
+    With `by_config` and jobs that repeat a configuration over seeds, summary.md also gets the table by
+    configuration, which goes to summary_by_config.csv as well."""
     rows = rank(collect_jobs(sweep_dir), metric, direction)
     present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
-    columns = ["rank", "job", "overrides", "status", *dict.fromkeys(present), "epochs", "reason"]
+    added = [key for key in (TRAIN_LR, *EARLY_STOPPING) if any(key in row for row in rows)]
+    columns = ["rank", "job", "overrides", "status", *dict.fromkeys(present), "epochs", "reason", *added]
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
 
@@ -143,8 +158,110 @@ def write_summary(sweep_dir: Path, metric: str, direction: str) -> tuple[list[di
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row, c) for c in columns) + " |" for row in rows]
     table = header + "\n".join(lines) + "\n"
+    groups = seed_groups(rows) if by_config else {}
+    if groups:
+        configs = summarize_configs(
+            groups, metric, direction, [*present, *(k for k in added if k != "stopped_early")]
+        )
+        table += "\n" + write_config_summary(sweep_dir, configs, metric, direction)
     write_atomically(sweep_dir / "summary.md", table.encode())
     return rows, table
+
+
+def without_seed(overrides: str) -> str:
+    """A job's overrides but `seed`: the configuration its seed is one sample of."""
+    return " ".join(o for o in overrides.split() if o.split("=", 1)[0].lstrip("+~") != "seed")
+
+
+def seed_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The jobs by configuration (their overrides but `seed`), when the sweep repeats some configuration
+    over several seeds; empty otherwise (every configuration is a single run)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda row: row["job"]):
+        groups.setdefault(without_seed(row["overrides"]), []).append(row)
+    seeded = any(len({seed_of(row["overrides"]) for row in group} - {None}) > 1 for group in groups.values())
+    return groups if seeded else {}
+
+
+def seed_of(overrides: str) -> str | None:
+    """The value of a job's `seed=` override, if it has one."""
+    for override in overrides.split():
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") == "seed":
+            return value
+    return None
+
+
+def summarize_configs(
+    groups: dict[str, list[dict[str, Any]]], metric: str, direction: str, metrics: list[str]
+) -> list[dict[str, Any]]:
+    """One row per configuration: its seeds (completed jobs), the mean and standard deviation of each
+    metric over them, ranked by the mean of `metric`; and Welch's p-value against the best one."""
+    configs, samples = [], {}
+    for key, group in groups.items():
+        done = [row for row in group if row.get("status") == "completed"]
+        config: dict[str, Any] = {"config": key, "seeds": len(done), "failed": len(group) - len(done),
+                                  "jobs": " ".join(str(row["job"]) for row in group)}  # fmt: skip
+        for name in metrics:
+            values = [float(row[name]) for row in done if isinstance(row.get(name), int | float)]
+            if values:
+                config[f"{name}_mean"], config[f"{name}_std"] = mean_std(values)
+        samples[key] = [float(row[metric]) for row in done if isinstance(row.get(metric), int | float)]
+        configs.append(config)
+    sign = -1.0 if direction == "maximize" else 1.0
+    mean = f"{metric}_mean"
+    configs.sort(key=lambda c: (mean not in c, sign * c.get(mean, 0.0), int(c["jobs"].split()[0])))
+    best = samples[configs[0]["config"]] if configs else []
+    for position, config in enumerate(configs, start=1):
+        config["rank"] = position
+        p_value = welch_p_value(samples[config["config"]], best) if position > 1 else None
+        config["p_vs_best"] = p_value
+        config["tied_with_best"] = None if p_value is None else p_value >= SIGNIFICANCE
+    return configs
+
+
+def write_config_summary(sweep_dir: Path, configs: list[dict[str, Any]], metric: str, direction: str) -> str:
+    """summary_by_config.csv (full precision), and the same rows as a markdown table, which it returns."""
+    measured = [
+        key[: -len("_mean")] for key in dict.fromkeys(k for c in configs for k in c) if key.endswith("_mean")
+    ]
+    stats = [f"{name}_{part}" for name in measured for part in ("mean", "std")]
+    columns = ["rank", "config", "seeds", "failed", *stats, "p_vs_best", "tied_with_best", "jobs"]
+    with (sweep_dir / "summary_by_config.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(configs)
+
+    varying = [key for key in varying_keys(sweep_dir) if key != "seed"]
+
+    def spread(config: dict[str, Any], name: str) -> str:
+        mean, std = config.get(f"{name}_mean"), config.get(f"{name}_std")
+        if mean is None:
+            return ""
+        return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+    def versus_best(config: dict[str, Any]) -> str:
+        p_value = config["p_vs_best"]
+        if config["rank"] == 1:
+            return "best"
+        if p_value is None:
+            return ""  # fewer than two seeds on one side: no test
+        return f"≈ best (p={p_value:.2g})" if config["tied_with_best"] else f"worse (p={p_value:.2g})"
+
+    header = (
+        f"By configuration: mean ± std over seeds, ranked by mean {metric} ({direction}). ≈ best: Welch's "
+        f"t-test cannot tell it from the best (p ≥ {SIGNIFICANCE}): the seeds do not support that ranking."
+        "\n\n"
+    )
+    names = ["rank", "config", "seeds", *measured, "vs best"]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for config in configs:
+        shown = shown_overrides(config["config"].split(), varying) or "(defaults)"
+        seeds = f"{config['seeds']}" + (f" ({config['failed']} failed)" if config["failed"] else "")
+        cells = [str(config["rank"]), shown, seeds, *(spread(config, name) for name in measured),
+                 versus_best(config)]  # fmt: skip
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return header + "\n".join(lines) + "\n"
 
 
 def read_curve(job_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -153,8 +270,17 @@ def read_curve(job_dir: Path, tag: str) -> list[tuple[int, float]]:
     return sorted(point for folder in folders for point in read_scalars(folder).get(tag, []))
 
 
-def write_sweep_figure(sweep_dir: Path, rows: list[dict[str, Any]], metric: str) -> Path:
-    """One chart with every job's curve of `metric` (train/loss if `metric` is only measured at the end)."""
+def write_sweep_figure(
+    sweep_dir: Path,
+    rows: list[dict[str, Any]],
+    metric: str,
+    groups: dict[str, list[dict[str, Any]]] | None = None,
+) -> Path:
+    """One chart with every job's curve of `metric` (train/loss if `metric` is only measured at the end).
+
+    With `groups` (a sweep over seeds, best configuration first), sweep_curves.png draws each
+    configuration's mean curve in a ±1 standard deviation band instead, and every job's curve goes to
+    sweep_curves_jobs.png."""
     from src.pictures import line_chart, png_bytes
 
     tag = metric if not metric.startswith("test/") else TRAIN_LOSS
@@ -165,8 +291,39 @@ def write_sweep_figure(sweep_dir: Path, rows: list[dict[str, Any]], metric: str)
 
     curves = {label(row): read_curve(sweep_dir / str(row["job"]), tag) for row in rows}
     path = sweep_dir / "sweep_curves.png"
-    path.write_bytes(png_bytes(line_chart(curves, f"{tag} per job, best first", tag)))
+    if not groups:
+        path.write_bytes(png_bytes(line_chart(curves, f"{tag} per job, best first", tag)))
+        return path
+    (sweep_dir / "sweep_curves_jobs.png").write_bytes(png_bytes(line_chart(curves, f"{tag} per job", tag)))
+    means, bands = {}, {}
+    for key, group in groups.items():
+        seeds = [
+            read_curve(sweep_dir / str(row["job"]), tag) for row in group if row.get("status") == "completed"
+        ]
+        name = " ".join(o for o in key.split() if o not in shared) or "(defaults)"
+        name = f"{name} ({len(seeds)} seeds)"
+        means[name], bands[name] = mean_band(seeds)
+    title = f"{tag}: mean ± 1 std over seeds, best first"
+    path.write_bytes(png_bytes(line_chart(means, title, tag, bands=bands)))
     return path
+
+
+def mean_band(
+    curves: list[list[tuple[int, float]]],
+) -> tuple[list[tuple[int, float]], list[tuple[int, float, float]]]:
+    """The mean curve of several runs and its ±1 standard deviation band, step by step (a step that
+    fewer runs reached, as when some stopped early, is averaged over those that did)."""
+    values: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            values.setdefault(step, []).append(value)
+    mean, band = [], []
+    for step in sorted(values):
+        average, std = mean_std(values[step])
+        mean.append((step, average))
+        if std is not None:
+            band.append((step, average - std, average + std))
+    return mean, band
 
 
 class SweepSummary(Callback):
@@ -226,12 +383,24 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         objective = config.objective
-        rows, table = write_summary(sweep_dir, objective.metric, Direction(objective.direction).value)
-        figure = write_sweep_figure(sweep_dir, rows, objective.metric)
+        direction = Direction(objective.direction).value
+        seeds = (
+            "optuna" not in str(config.hydra.sweeper.get("_target_", "")).lower()
+        )  # trials: no seed groups
+        rows, table = write_summary(sweep_dir, objective.metric, direction, by_config=seeds)
+        groups = seed_groups(rows) if seeds else {}
+        if groups:  # the figure's lines in the order of the table by configuration
+            order = [c["config"] for c in summarize_configs(groups, objective.metric, direction, [])]
+            groups = {key: groups[key] for key in order}
+        figure = write_sweep_figure(sweep_dir, rows, objective.metric, groups)
         with (sweep_dir / "summary.md").open("a") as file:
-            file.write(f"\n![curves of every job]({figure.name})\n")
+            if groups:
+                file.write(f"\n![mean ± std by configuration]({figure.name})\n")
+                file.write("\n![curves of every job](sweep_curves_jobs.png)\n")
+            else:
+                file.write(f"\n![curves of every job]({figure.name})\n")
         print(table)
-        print(f"curves of every job: {figure}")
+        print(f"curves {'by configuration' if groups else 'of every job'}: {figure}")
         print(tensorboard_command(sweep_dir))  # one command for the whole sweep, not one per job
         failed = [row for row in rows if row.get("status") not in ("completed", "pruned")]
         if failed:
@@ -242,15 +411,18 @@ class SweepSummary(Callback):
 def check_once(config: DictConfig) -> None:
     """The checks every job would make, made once: the config as the sweep gives it to all jobs, and
     the data. (A value that only some jobs get is checked by those jobs.)"""
-    from src.build import build_components
+    from src.build import build_components, build_optimizer, build_scheduler
     from src.config import validate
+    from src.stopping import build_early_stopping
 
     cfg = config.copy()
     with open_dict(cfg):
         del cfg["hydra"]
     try:
         validate(cfg)
-        build_components(cfg)
+        parts = build_components(cfg)
+        build_scheduler(cfg, build_optimizer(cfg, parts.model))
+        build_early_stopping(cfg, parts.data)
     except Exception as error:  # what hydra's instantiate wraps may be a user's mistake
         user_error = find_user_error(error)
         if user_error is not None:

@@ -23,7 +23,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.build import Components, build_components, build_optimizer, identity
+from src.build import (
+    Components,
+    Scheduler,
+    build_components,
+    build_optimizer,
+    build_scheduler,
+    identity,
+    step_scheduler,
+)
 from src.checkpoint import RunState
 from src.cli import HeldRunLog, run_guarded
 from src.config import register_configs, validate
@@ -34,9 +42,11 @@ from src.errors import ConfigError, OutputError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
 from src.losses import Head
+from src.metrics import TRAIN_LR
 from src.outputs import RunRecorder, hyperparameters, run_name
 from src.report import parameters, predictions, run_pictures, test_metrics
 from src.rundir import exclusive, previous_run, refuse_to_replace
+from src.stopping import EarlyStopping, build_early_stopping
 from src.sweep import FailedRun, job_line, sweep_overrides, varying_keys
 from src.trainer import train_epochs
 
@@ -77,6 +87,10 @@ class RunContext:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
 
 @dataclass
 class Start:
@@ -86,6 +100,7 @@ class Start:
     epoch: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    best: RunState | None = None  # early stopping: the best epoch so far
 
 
 def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -99,13 +114,15 @@ def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | N
     parts = build_components(cfg, cores_share=context.cores_share)
     check_objective(cfg, parts.data)
     optimizer = build_optimizer(cfg, parts.model)
+    scheduler = build_scheduler(cfg, optimizer)  # None: a constant learning rate
+    stopping = build_early_stopping(cfg, parts.data)  # None: no early stopping
     shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
     with exclusive(context.run_dir):  # one process per run directory
-        start = resume_or_refuse(cfg, context, parts, optimizer, shuffle)
+        start = resume_or_refuse(cfg, context, parts, optimizer, shuffle, scheduler, stopping)
         if on_start is not None:
             on_start()
         write_run_files(cfg, context)
-        return run_epochs(cfg, context, parts, optimizer, shuffle, start)
+        return run_epochs(cfg, context, parts, optimizer, shuffle, start, scheduler, stopping)
 
 
 def check_objective(cfg: DictConfig, data: ClassificationData) -> None:
@@ -123,6 +140,8 @@ def resume_or_refuse(
     parts: Components,
     optimizer: torch.optim.Optimizer,
     shuffle: torch.Generator,
+    scheduler: Scheduler | None = None,
+    stopping: EarlyStopping | None = None,
 ) -> Start:
     """Restore the checkpoint the command asks for; without one, refuse to replace an earlier run."""
     resume_from = resume_path(cfg, context)
@@ -134,13 +153,13 @@ def resume_or_refuse(
         return Start(run_name(context.overrides, context.swept))
     state = RunState.load(resume_from)
     state.check_identity(identity(cfg), resume_from)
-    for change in state.restore(parts.model, optimizer, shuffle):
+    for change in state.restore(parts.model, optimizer, shuffle, scheduler, stopping):
         log.info(f"{change} (the command line wins)")
     log.info(f"resuming from {resume_from} after epoch {state.epoch}")
     # Its own checkpoint continues the same TensorBoard run; another's starts a run of this name.
     own = resume_from == context.checkpoint_path
     name = state.run_name if own else run_name(context.overrides, context.swept)
-    return Start(name, state.epoch, state.metrics, state.history)
+    return Start(name, state.epoch, state.metrics, state.history, state.best)
 
 
 def run_epochs(
@@ -150,34 +169,63 @@ def run_epochs(
     optimizer: torch.optim.Optimizer,
     shuffle: torch.Generator,
     start: Start,
+    scheduler: Scheduler | None = None,
+    stopping: EarlyStopping | None = None,
 ) -> dict[str, Any]:
-    """The epochs (record, checkpoint when due, stop when asked), then test, draw and report."""
+    """The epochs (record, step the schedule, checkpoint when due, stop when asked or out of patience),
+    then test, draw and report."""
     model, head, data = parts.model, parts.head, parts.data
     epochs, checkpoint_every, run_identity = cfg.trainer.epochs, cfg.trainer.checkpoint_every, identity(cfg)
     recorder = open_recorder(cfg, context, start)
 
+    best = start.best  # early stopping: the best epoch's state, saved beside last.pt as best.pt
+
+    def capture(completed: int, best: RunState | None) -> RunState:
+        return RunState.capture(completed, model, optimizer, shuffle, run_identity, start.run_name,
+                                recorder.final, recorder.history, scheduler, stopping, best)  # fmt: skip
+
     def save_checkpoint(completed: int) -> None:
         recorder.flush()  # the events and the checkpoint tell the same story
-        state = RunState.capture(completed, model, optimizer, shuffle, run_identity, start.run_name,
-                                 recorder.final, recorder.history)  # fmt: skip
-        state.save(context.checkpoint_path)
+        capture(completed, best).save(context.checkpoint_path)
+        if best is not None:
+            best.save(context.best_path)
 
-    results = train_epochs(model, head, optimizer, data, epochs, cfg.trainer.batch_size, shuffle, start.epoch)
+    first = epochs if stopping is not None and stopping.exhausted else start.epoch  # it stopped already
+    results = train_epochs(model, head, optimizer, data, epochs, cfg.trainer.batch_size, shuffle, first)
     with (
         recorder,
         StopSignals() as stop,
         EpochProgress(epochs, start.epoch, cfg.trainer.progress) as progress,
     ):
         for result in results:
-            recorder.record_epoch(result.epoch, result.metrics)
-            progress.advance(result.metrics)
-            stopping = stop.requested  # read once: a signal arriving now must not skip the save
-            if stopping or result.completed % checkpoint_every == 0 or result.completed == epochs:
+            metrics = result.metrics
+            if scheduler is not None:  # log the rate this epoch trained with, then set the next one's
+                metrics = metrics | {TRAIN_LR: optimizer.param_groups[0]["lr"]}
+                step_scheduler(scheduler, metrics[cfg.objective.metric])
+            recorder.record_epoch(result.epoch, metrics)
+            progress.advance(metrics)
+            if stopping is not None and stopping.update(result.epoch, metrics[cfg.objective.metric]):
+                best = capture(result.completed, best=None).detached()
+            out_of_patience = stopping is not None and stopping.exhausted
+            signalled = stop.requested  # read once: a signal arriving now must not skip the save
+            due = result.completed % checkpoint_every == 0 or result.completed == epochs
+            if signalled or out_of_patience or due:
                 save_checkpoint(result.completed)
-            if stopping:
+            if out_of_patience:  # finished: a signal now has nothing left to interrupt
+                break
+            if signalled:
                 stop_recording(recorder, stop, result.completed)
                 raise interruption(stop, result.completed, context)
-        return finish_recording(recorder, model, head, data, epochs, start.run_name)
+
+        extra: dict[str, Any] = {}
+        if stopping is not None and best is not None:
+            extra = early_stopping_outcome(cfg, stopping, recorder.epochs < epochs)
+            if extra["test_weights"] == "best":  # report, test and draw the weights early stopping kept
+                model.load_state_dict(best.model)
+                recorder.final.update(best.metrics)  # metrics.json: the best epoch's train/ and val/ values
+            log.info(f"test metrics of the {extra['test_weights']} epoch's weights (best: epoch "
+                     f"{stopping.best_epoch}, checkpoints/best.pt; last: checkpoints/last.pt)")  # fmt: skip
+        return finish_recording(recorder, model, head, data, epochs, start.run_name, extra)
 
 
 def open_recorder(cfg: DictConfig, context: RunContext, start: Start) -> RunRecorder:
@@ -208,15 +256,24 @@ def finish_recording(
     data: ClassificationData,
     epochs: int,
     name: str,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Test, predict, draw, and write metrics.json as completed; returns its content and the weights."""
-    recorder.record(epochs, test_metrics(model, head, data))
-    extra: dict[str, Any] = {}
+    """Test, predict, draw, and write metrics.json as completed (with `extra`); returns its content and
+    the weights."""
+    extra = dict(extra or {})
+    recorder.record(recorder.epochs, test_metrics(model, head, data))
     if data.test is not None and data.test.labels is None:
         extra["predictions"] = predictions(model, head, data.test.inputs)
     for picture_name, image in run_pictures(model, head, data, recorder.history, name).items():
         recorder.picture(picture_name, image, epochs)
     return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
+
+
+def early_stopping_outcome(cfg: DictConfig, stopping: EarlyStopping, stopped_early: bool) -> dict[str, Any]:
+    """What metrics.json says about early stopping: the best epoch (from 0), whether the run stopped
+    before trainer.epochs, and which weights the test metrics are of."""
+    tested = "last" if cfg.trainer.test_weights == "last" else "best"
+    return {"best_epoch": stopping.best_epoch, "stopped_early": stopped_early, "test_weights": tested}
 
 
 def write_run_files(cfg: DictConfig, context: RunContext) -> None:

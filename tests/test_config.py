@@ -14,7 +14,7 @@ from src.errors import ConfigError
 from tests.helpers import CONF, compose_config, compose_with_choices
 
 # Read from conf/, so that a new YAML file is covered without editing this test.
-GROUPS = ("dataset", "model", "loss", "optimizer", "trainer", "experiment")
+GROUPS = ("dataset", "model", "loss", "optimizer", "scheduler", "trainer", "experiment")
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 
 
@@ -66,6 +66,7 @@ def test_presets_compose():
     assert compose_config("experiment=tutorial") == compose_config()
     cfg, choices = compose_with_choices("experiment=bce_vs_ce")
     assert choices["dataset"] == "mnist_binary"
+    assert compose_with_choices("experiment=bce_vs_ce_seeds")[1]["dataset"] == "mnist_binary"
 
 
 def test_slurm_launcher_config_composes():
@@ -83,6 +84,8 @@ def test_slurm_launcher_config_composes():
 def test_preset_sweep_lists_only_what_it_changes():
     preset = yaml.safe_load((CONF / "experiment" / "bce_vs_ce.yaml").read_text())
     assert preset["hydra"]["sweeper"]["params"] == {"loss": "bce,ce", "optimizer.lr": "0.01,0.1,0.3"}
+    seeds = yaml.safe_load((CONF / "experiment" / "bce_vs_ce_seeds.yaml").read_text())
+    assert seeds["hydra"]["sweeper"]["params"] == {"loss": "bce,ce", "seed": "range(5)"}
 
 
 @pytest.mark.parametrize(

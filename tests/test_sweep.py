@@ -2,14 +2,25 @@
 
 import csv
 import json
+import math
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from src.sweep import FailedRun, write_summary
+from src.events import EventWriter
+from src.sweep import FailedRun, mean_band, seed_groups, write_summary, write_sweep_figure
 from tests import tensorboard_readers as tb
-from tests.helpers import event_dir, launch, read_scalars, train_here, write_fake_dataset
+from tests.helpers import (
+    event_dir,
+    launch,
+    read_scalars,
+    stop_by_hand,
+    train_here,
+    write_fake_dataset,
+    write_overfitting_dataset,
+)
 
 
 def make_job(sweep_dir, number, overrides, metrics):
@@ -39,6 +50,136 @@ def test_summary_ranks_best_first_and_failures_last(tmp_path):
 
     rows, _ = write_summary(tmp_path, "val/accuracy", "minimize")
     assert [row["job"] for row in rows] == [0, 2, 1, 3]
+
+
+def seeds_sweep(sweep_dir):
+    """Made-up jobs: lr 0.1 and 0.3 over seeds 0-2 (and a failed seed 3 of 0.3), lr 1 over one seed."""
+    accuracies = {"0.1": [0.97, 0.98, 0.99], "0.3": [0.95, 0.96, 0.97], "1": [0.93]}
+    number = 0
+    for lr, values in accuracies.items():
+        for seed, accuracy in enumerate(values):
+            metrics = {"status": "completed", "epochs": 5, "val/accuracy": accuracy, "val/loss": 1 - accuracy}
+            make_job(sweep_dir, number, [f"optimizer.lr={lr}", f"seed={seed}"], metrics)
+            number += 1
+    make_job(sweep_dir, number, ["optimizer.lr=0.3", "seed=3"], {"status": "failed", "reason": "diverged"})
+    (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump({"varying": ["optimizer.lr", "seed"]}))
+
+
+def test_seeds_are_summarized_by_configuration_with_numbers_computed_by_hand(tmp_path):
+    seeds_sweep(tmp_path)
+    rows, table = write_summary(tmp_path, "val/accuracy", "maximize")
+    assert [row["job"] for row in rows][:3] == [2, 1, 0]  # the table by job is still there, unchanged
+    with (tmp_path / "summary_by_config.csv").open() as file:
+        configs = list(csv.DictReader(file))
+    assert [(c["rank"], c["config"], c["seeds"], c["failed"]) for c in configs] == [
+        ("1", "optimizer.lr=0.1", "3", "0"),
+        ("2", "optimizer.lr=0.3", "3", "1"),
+        ("3", "optimizer.lr=1", "1", "0"),
+    ]
+    by_hand = {
+        "optimizer.lr=0.1": (0.98, 0.01),
+        "optimizer.lr=0.3": (0.96, 0.01),
+        "optimizer.lr=1": (0.93, None),
+    }
+    for config in configs:
+        mean, std = by_hand[config["config"]]
+        assert float(config["val/accuracy_mean"]) == pytest.approx(mean)
+        assert float(config["val/loss_mean"]) == pytest.approx(1 - mean)
+        assert (
+            (config["val/accuracy_std"] == "")
+            if std is None
+            else float(config["val/accuracy_std"]) == pytest.approx(std)
+        )
+    # Welch: t = 0.02 / sqrt(2 * 0.01**2 / 3) = sqrt(6) with 4 degrees of freedom; its closed form at df 4.
+    x = math.sqrt(6 / 10)
+    assert float(configs[1]["p_vs_best"]) == pytest.approx(1 - (3 * x - x**3) / 2)
+    assert configs[1]["tied_with_best"] == "True"  # p = 0.07: three seeds do not tell 0.96 from 0.98
+    assert configs[2]["p_vs_best"] == configs[2]["tied_with_best"] == ""  # one seed: no test
+    assert "| 1 | optimizer.lr=0.1 | 3 | 0.98 ± 0.01 | 0.02 ± 0.01 | best |" in table
+    assert "| 2 | optimizer.lr=0.3 | 3 (1 failed) | 0.96 ± 0.01 | 0.04 ± 0.01 | ≈ best (p=0.07) |" in table
+    assert "| 3 | optimizer.lr=1 | 1 | 0.93 | 0.07 |  |" in table
+    assert (tmp_path / "summary.md").read_text() == table
+
+    # Clearly worse once the gap is large against the spread.
+    make_job(tmp_path / "far", 0, ["optimizer.lr=0.1", "seed=0"], {"status": "completed", "val/loss": 0.10})
+    make_job(tmp_path / "far", 1, ["optimizer.lr=0.1", "seed=1"], {"status": "completed", "val/loss": 0.11})
+    make_job(tmp_path / "far", 2, ["optimizer.lr=1", "seed=0"], {"status": "completed", "val/loss": 0.50})
+    make_job(tmp_path / "far", 3, ["optimizer.lr=1", "seed=1"], {"status": "completed", "val/loss": 0.52})
+    _, table = write_summary(tmp_path / "far", "val/loss", "minimize")
+    assert "worse (p=" in table
+
+
+def test_a_sweep_without_repeated_seeds_has_no_table_by_configuration(tmp_path):
+    make_job(tmp_path, 0, ["optimizer.lr=0.1", "seed=0"], {"status": "completed", "val/loss": 0.1})
+    make_job(tmp_path, 1, ["optimizer.lr=0.3", "seed=1"], {"status": "completed", "val/loss": 0.2})
+    _, table = write_summary(tmp_path, "val/loss", "minimize")
+    assert "By configuration" not in table and not (tmp_path / "summary_by_config.csv").exists()
+    seeds_sweep(tmp_path / "optuna")
+    _, table = write_summary(tmp_path / "optuna", "val/loss", "minimize", by_config=False)
+    assert "By configuration" not in table
+
+
+def test_the_sweep_figure_draws_mean_curves_in_standard_deviation_bands(tmp_path):
+    from src.pictures import COLORS
+
+    curves = {
+        0: [1.0, 2.0, 3.0],
+        1: [3.0, 4.0, 5.0],
+        2: [10.0, 10.0, 10.0],
+        3: [12.0, 12.0],
+    }  # 3 stopped early
+    for job, values in curves.items():
+        make_job(
+            tmp_path, job, [f"loss={'bce' if job < 2 else 'ce'}", f"seed={job % 2}"], {"status": "completed"}
+        )
+        writer = EventWriter(tmp_path / str(job) / "tb")
+        for step, value in enumerate(values):
+            writer.scalar("val/loss", value, step)
+        writer.close()
+    assert mean_band([[(0, 1.0), (1, 2.0)], [(0, 3.0), (1, 4.0)], [(0, 5.0)]]) == (
+        [(0, 3.0), (1, 3.0)], [(0, 1.0, 5.0), (1, 3.0 - math.sqrt(2), 3.0 + math.sqrt(2))]
+    )  # fmt: skip
+    rows, _ = write_summary(tmp_path, "val/loss", "minimize")
+    figure = write_sweep_figure(tmp_path, rows, "val/loss", seed_groups(rows))
+    assert figure == tmp_path / "sweep_curves.png" and (tmp_path / "sweep_curves_jobs.png").is_file()
+    # A band is the line's color laid at 48/255 over white; a figure of lines alone has no such pixel.
+    red, green, blue = (int(COLORS[0][i : i + 2], 16) for i in (1, 3, 5))
+    shade = np.array([round(255 + (c - 255) * 48 / 255) for c in (red, green, blue)])
+    for name, shaded in (("sweep_curves.png", True), ("sweep_curves_jobs.png", False)):
+        with Image.open(tmp_path / name) as image:
+            pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+        assert (np.abs(pixels - shade).max(axis=1) <= 2).any() == shaded, name
+
+
+def test_a_sweep_over_seeds_and_schedules_with_early_stopping(tmp_path):
+    root = write_overfitting_dataset(tmp_path / "data")
+    data = ["dataset=mnist_binary", f"dataset.root={root}", "dataset.val_fraction=0.3", "trainer.epochs=12"]
+    process, sweep_dir = sweep(
+        tmp_path, *data, "trainer.patience=2", "scheduler=none,cosine", "seed=range(2)"
+    )
+    assert process.returncode == 0, process.stderr
+    configs = {row["config"]: row for row in summary_rows_of(sweep_dir / "summary_by_config.csv")}
+    assert set(configs) == {
+        "dataset=mnist_binary dataset.root=" + str(root) + f" dataset.val_fraction=0.3 trainer.epochs=12 "
+        f"trainer.patience=2 scheduler={name}"
+        for name in ("none", "cosine")
+    }
+    assert all(row["seeds"] == "2" for row in configs.values())
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "| scheduler=none | 2 |" in summary or "| scheduler=cosine | 2 |" in summary
+    assert "![mean ± std by configuration](sweep_curves.png)" in summary
+    for job in range(4):  # each job stops on its own, where its own curve says
+        curve = [value for _, value in read_scalars(sweep_dir / str(job))["val/loss"]]
+        metrics = json.loads((sweep_dir / str(job) / "metrics.json").read_text())
+        best, stop = stop_by_hand(curve, 2)
+        assert (metrics["best_epoch"], metrics["epochs"]) == (best, stop + 1) == (best, len(curve))
+        assert ("train/lr" in metrics) == (job >= 2)  # jobs 2 and 3 run the cosine schedule
+    assert {row["stopped_early"] for row in summary_rows(sweep_dir)} <= {"True", "False"}
+
+
+def summary_rows_of(path):
+    with path.open() as file:
+        return list(csv.DictReader(file))
 
 
 def test_a_failed_run_refuses_to_be_a_number():
@@ -196,6 +337,14 @@ def test_a_mistake_common_to_every_job_is_reported_once_before_any_job_runs(tmp_
     assert process.returncode == 2
     (line,) = process.stderr.strip().splitlines()
     assert line.startswith("error: mnist data not found")
+    assert not [path for path in sweep_dir.iterdir() if path.name.isdigit()]
+
+
+def test_early_stopping_without_a_validation_split_is_refused_once_for_the_sweep(tmp_path):
+    process, sweep_dir = sweep(tmp_path, "trainer.patience=3", "loss=bce,ce")
+    assert process.returncode == 2
+    (line,) = process.stderr.strip().splitlines()
+    assert line.startswith("error: trainer.patience needs a validation split")
     assert not [path for path in sweep_dir.iterdir() if path.name.isdigit()]
 
 
