@@ -115,3 +115,29 @@ def test_the_vectorized_launcher_runs_a_sweep_with_stacked_and_solo_jobs(tmp_pat
     assert_same_numbers(sweep_dir / "1", alone)
     assert (sweep_dir / "1" / ".hydra" / "config.yaml").is_file() and (sweep_dir / "summary.csv").is_file()
     assert torch.load(sweep_dir / "1" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 20
+
+
+def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp_path):
+    import signal
+    import time
+
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=vectorized", "optimizer.lr=0.01,0.05", "trainer.epochs=1500",
+            "trainer.checkpoint_every=100", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    process = launch(*args, wait=False)
+    deadline = time.monotonic() + 120
+    while not (sweep_dir / "1" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    stopped = [read_metrics(sweep_dir / str(n)) for n in range(2)]
+    assert [m["status"] for m in stopped] == ["interrupted"] * 2 and stopped[0]["epochs"] == stopped[1][
+        "epochs"
+    ]
+    assert "resume=true" in err.strip().splitlines()[-1] and "Traceback" not in err
+
+    resumed = launch(*args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    train_here(tmp_path / "alone", "optimizer.lr=0.05", "trainer.epochs=1500")
+    assert_same_numbers(sweep_dir / "1", tmp_path / "alone")

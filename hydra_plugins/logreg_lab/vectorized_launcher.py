@@ -8,6 +8,7 @@ sweep's lines, summary and return values are those of any other launcher.
 """
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class VectorizedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from src.interrupt import Interrupted
         from src.stack import stack_key, train_stack
         from src.train import job_status
 
@@ -67,7 +69,13 @@ class VectorizedLauncher(Launcher):
             if len(positions) < 2:
                 continue  # a stack of one is a solo run
             started = time.perf_counter()
-            outcomes = train_stack([(task_config(configs[p]), job_context(configs[p])) for p in positions])
+            try:
+                outcomes = train_stack(
+                    [(task_config(configs[p]), job_context(configs[p])) for p in positions]
+                )
+            except Interrupted as error:  # every member checkpointed: say how to resume, and stop
+                print(f"error: {error}", file=sys.stderr)
+                sys.exit(error.exit_code)
             seconds = (time.perf_counter() - started) / len(positions)
             for position, outcome in zip(positions, outcomes, strict=True):
                 stacked[position] = (outcome, seconds)
@@ -75,8 +83,10 @@ class VectorizedLauncher(Launcher):
         returns = []
         for position, config in enumerate(configs):
             task = self.task_function if position not in stacked else report(*stacked[position])
-            returns.append(run_job(hydra_context=self.hydra_context, task_function=task, config=config,
-                                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
+            keys = {"job_dir_key": "hydra.sweep.dir", "job_subdir_key": "hydra.sweep.subdir"}
+            returns.append(
+                run_job(hydra_context=self.hydra_context, task_function=task, config=config, **keys)
+            )
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return returns
 
