@@ -304,13 +304,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians)")
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
+    from benchmarks.bench_sweeps import sweep_rows
+
     with tempfile.TemporaryDirectory() as workdir:
         rows, data = bench(args.repeats, Path(workdir))
+        sweeps, scaling = sweep_rows(max(1, args.repeats // 3), Path(workdir))
     report = (
         f"# Benchmarks\n\nMachine: {machine()}\n\nData for the MNIST-family lines: {data}; batch size "
         f"{BATCH_SIZE}, SGD lr {LR}. Medians of {args.repeats} repeats (epochs: {5 * args.repeats}). "
         f"Ratio = ours / baseline (for speeds, lower is better).\n\n{table(rows)}\n\n"
-        f"Produced by `make bench` on {time.strftime('%Y-%m-%d')}.\n"
+        f"## Sweeps, stacks and threads\n\n{table(sweeps)}\n\nA stack's epoch by members (one thread):"
+        f"\n\n{scaling}\n\nProduced by `make bench` on {time.strftime('%Y-%m-%d')}.\n"
     )
     print(report)
     args.output.write_text(report)
