@@ -2,8 +2,8 @@
 
 import pytest
 
+from benchmarks.mnist_cut import cut_t10k
 from src import data
-from src.idx import read_idx, write_idx
 from tests.helpers import SHARED_MNIST, train_here
 
 # scikit-learn's LogisticRegression() on the same 3-vs-8 split, measured once (1590 train, 394 test).
@@ -15,12 +15,7 @@ def mnist_from_test_split(tmp_path):
     """MNIST's training images are not on this machine: use t10k's first 8000 as train, last 2000 as test."""
     if not SHARED_MNIST.is_dir():
         pytest.skip(f"{SHARED_MNIST} not present")
-    images = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
-    for prefix, part in (("train", slice(0, 8000)), ("t10k", slice(8000, None))):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images[part])
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels[part])
-    return tmp_path
+    return cut_t10k(tmp_path, SHARED_MNIST)
 
 
 def test_mnist_3_vs_8_matches_scikit_learn(tmp_path, mnist_from_test_split):
