@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -380,8 +382,9 @@ def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped
 
 
 def test_the_slurm_launcher_where_no_cluster_answers_says_so_in_one_line(tmp_path):
-    # SLURM_CONF pointing nowhere: sbatch (if installed) finds no cluster; without sbatch, not found.
-    no_cluster = {"SLURM_CONF": str(tmp_path / "no-slurm.conf")}
+    # A PATH without SLURM's commands, as on a laptop (where sbatch is installed but no cluster answers,
+    # the line names sbatch's own last words instead; that takes its DNS time-outs, so not tested here).
+    no_cluster = {"PATH": str(Path(sys.executable).parent), "SLURM_CONF": str(tmp_path / "no-slurm.conf")}
     process = launch(
         "-m",
         "hydra/launcher=slurm",

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -110,6 +110,11 @@ def submit_or_explain(submit: Any) -> Any:
     else:  # sbatch is there, but no cluster answers
         lines = [line.strip() for line in str(failure).splitlines() if line.strip()]
         reason = f"sbatch could not submit the jobs ({lines[-1] if lines else 'no reason given'})"
+    explain(reason)
+
+
+def explain(reason: str) -> NoReturn:
+    """Why SLURM cannot run this sweep, and what runs it on this machine instead; one line, exit 2."""
     print(
         f"error: {reason}; run the sweep on a SLURM login node, or try it on this machine with "
         "hydra/launcher=submitit_local",
@@ -130,15 +135,20 @@ class SlurmLauncher(stock.SlurmLauncher):
 
         assert self.config is not None
         init_keys = {"submitit_folder", "max_num_timeout"}
-        executor = submitit.AutoExecutor(
-            cluster=self._EXECUTOR,
-            folder=self.params["submitit_folder"],
-            **{
-                f"{self._EXECUTOR}_max_num_timeout": self.params[k]
-                for k in ["max_num_timeout"]
-                if k in self.params
-            },
-        )
+        try:
+            executor = submitit.AutoExecutor(
+                cluster=self._EXECUTOR,
+                folder=self.params["submitit_folder"],
+                **{
+                    f"{self._EXECUTOR}_max_num_timeout": self.params[k]
+                    for k in ["max_num_timeout"]
+                    if k in self.params
+                },
+            )
+        except RuntimeError as error:  # submitit looks for srun first
+            if "srun" not in str(error):
+                raise
+            explain("srun and sbatch not found: SLURM is not installed here")
         shared = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(
             **{
