@@ -29,9 +29,9 @@ def build_components(cfg: DictConfig) -> Components:
     if device.type == "cpu":
         torch.set_num_threads(thread_count(cfg.trainer.threads))
     data: ClassificationData = build(cfg.dataset, seed=cfg.seed, _convert_="all").to(device)
-    head: Head = build(cfg.loss)
+    head: Head = build(cfg.loss, num_classes=data.num_classes)
     torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does
-    model = build(cfg.model, in_features=data.num_features, out_features=head.num_outputs(data.num_classes))
+    model = build(cfg.model, in_features=data.num_features, out_features=head.num_outputs)
     return Components(device, data, head, model.to(device))
 
 

@@ -1,4 +1,5 @@
-"""Pictures drawn with Pillow: loss curves, a linear model's weight map, mistakes. Arrays in, images out.
+"""Pictures drawn with Pillow: loss curves, a linear model's weights, a confusion matrix, mistakes. Arrays
+in, images out.
 
 Pillow rather than matplotlib: matplotlib's import alone takes 0.4 s, a tenth of the whole default
 run, and these pictures need only lines, pixels and text.
@@ -17,6 +18,7 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
           "#bcbd22", "#17becf"]  # fmt: skip
 CHART_SIZE = (720, 420)
 WEIGHT_SCALE = 10  # each of the 28x28 weights becomes a 10x10 block
+TEMPLATE_SCALE = 4  # in the grid of one weight map per class
 TILE_SCALE, GRID_COLUMNS, GRID_MAX = 3, 8, 32
 
 
@@ -97,18 +99,23 @@ def line_chart(curves: Mapping[str, Curve], title: str, y_label: str, x_label: s
     return image
 
 
-def weight_map(weights: np.ndarray, positive: str, negative: str) -> Image.Image:
-    """A map of a linear model's weights on square images: red pixels push towards `positive`, blue
-    towards `negative`."""
+def _weight_pixels(weights: np.ndarray, scale: int) -> Image.Image:
+    """Weights on a square image: red where positive, blue where negative, white at zero."""
     side = int(math.isqrt(weights.size))
     limit = float(np.abs(weights).max()) or 1.0
     t = np.clip(weights.reshape(side, side) / limit, -1.0, 1.0)
     fade = (255 * (1 - np.abs(t))).astype(np.uint8)
     full = np.full_like(fade, 255)
     rgb = np.where(t[..., None] >= 0, np.stack([full, fade, fade], -1), np.stack([fade, fade, full], -1))
-    pixels = Image.fromarray(rgb.astype(np.uint8), "RGB").resize(
-        (side * WEIGHT_SCALE, side * WEIGHT_SCALE), Image.Resampling.NEAREST
+    return Image.fromarray(rgb.astype(np.uint8), "RGB").resize(
+        (side * scale, side * scale), Image.Resampling.NEAREST
     )
+
+
+def weight_map(weights: np.ndarray, positive: str, negative: str) -> Image.Image:
+    """A map of a linear model's weights on square images: red pixels push towards `positive`, blue
+    towards `negative`."""
+    pixels = _weight_pixels(weights, WEIGHT_SCALE)
     image = Image.new("RGB", (pixels.width, pixels.height + 44), "white")
     image.paste(pixels, (0, 0))
     draw = ImageDraw.Draw(image)
@@ -117,27 +124,122 @@ def weight_map(weights: np.ndarray, positive: str, negative: str) -> Image.Image
     return image
 
 
+def weight_templates(weights: np.ndarray, class_names: Sequence[str], columns: int = 5) -> Image.Image:
+    """One weight map per class (`weights` is (classes, pixels)), each labelled with its class: red pixels
+    raise that class's logit, blue ones lower it. Each map has its own colour scale."""
+    maps = [_weight_pixels(row, TEMPLATE_SCALE) for row in weights]
+    tile_width, tile_height = maps[0].width, maps[0].height
+    label_height, gap, header = 20, 8, 30
+    rows = math.ceil(len(maps) / columns)
+    width = gap + min(columns, len(maps)) * (tile_width + gap)
+    image = Image.new("RGB", (width, header + rows * (tile_height + label_height + gap)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((gap, 8), "weights per class: red raises its logit, blue lowers it", fill="black", font=font(13))
+    for index, (pixels, name) in enumerate(zip(maps, class_names, strict=True)):
+        x = gap + (index % columns) * (tile_width + gap)
+        y = header + (index // columns) * (tile_height + label_height + gap)
+        draw.text((x + tile_width // 2, y + 2), name, fill="black", font=font(13), anchor="mt")
+        image.paste(pixels, (x, y + label_height))
+    return image
+
+
+def confusion_matrix(counts: np.ndarray, class_names: Sequence[str]) -> Image.Image:
+    """Counts of true class (row) against predicted class (column); darker cells hold more examples, and
+    the diagonal, the correct ones, is green, the mistakes red."""
+    names = list(class_names)
+    label_font, count_font = font(12), font(12)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    name_width = int(max(measure.textlength(name, font=label_font) for name in names))
+    count_width = int(measure.textlength(str(int(counts.max(initial=0))), font=count_font))
+    cell = max(34, count_width + 10, min(name_width + 8, 72))
+    left, top = name_width + 58, 74
+    size = len(names)
+    image = Image.new("RGB", (left + size * cell + 16, top + size * cell + 16), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 8), "confusion matrix: true class (row) by predicted class (column)", fill="black",
+              font=font(13))  # fmt: skip
+    draw.text((left + size * cell // 2, 30), "predicted", fill="#444444", font=font(12), anchor="mt")
+    draw.text((8, top + size * cell // 2), "true", fill="#444444", font=font(12), anchor="lm")
+    row_totals = counts.sum(axis=1, keepdims=True).clip(min=1)
+    shares = counts / row_totals
+    for index, name in enumerate(names):
+        y = top + index * cell + cell // 2
+        draw.text((left - 6, y), name, fill="black", font=label_font, anchor="rm")
+        x = left + index * cell + cell // 2
+        short = name if measure.textlength(name, font=label_font) <= cell - 2 else name[: max(1, cell // 8)] + "."
+        draw.text((x, top - 6), short, fill="black", font=label_font, anchor="mb")
+    for row in range(size):
+        for column in range(size):
+            x, y = left + column * cell, top + row * cell
+            strength = float(shares[row, column])
+            fade = int(255 * (1 - (0.15 + 0.85 * strength if counts[row, column] else 0)))
+            color = (fade, 255 - (255 - fade) // 3, fade) if row == column else (255, fade, fade)
+            draw.rectangle([x, y, x + cell, y + cell], fill=color, outline="#cccccc")
+            ink = "white" if strength > 0.6 else "black"
+            draw.text((x + cell // 2, y + cell // 2), str(int(counts[row, column])), fill=ink,
+                      font=count_font, anchor="mm")  # fmt: skip
+    return image
+
+
+ARROW_WIDTH = 14  # "→" drawn as a line and a head: Pillow's built-in font has no arrow glyph
+
+
+def arrow_caption_width(draw: ImageDraw.ImageDraw, left: str, right: str, text_font: ImageFont.FreeTypeFont
+                        | ImageFont.ImageFont) -> float:  # fmt: skip
+    return draw.textlength(left, font=text_font) + ARROW_WIDTH + draw.textlength(right, font=text_font)
+
+
+def arrow_caption(
+    draw: ImageDraw.ImageDraw,
+    top_center: tuple[int, int],
+    left: str,
+    right: str,
+    text_font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> None:
+    """`left → right`, centred below `top_center`."""
+    x = top_center[0] - arrow_caption_width(draw, left, right, text_font) / 2
+    y = top_center[1]
+    draw.text((x, y), left, fill="black", font=text_font, anchor="lt")
+    x += draw.textlength(left, font=text_font)
+    middle = y + 5
+    draw.line([(x + 3, middle), (x + ARROW_WIDTH - 3, middle)], fill="black", width=1)
+    draw.polygon([(x + ARROW_WIDTH - 2, middle), (x + ARROW_WIDTH - 6, middle - 3),
+                  (x + ARROW_WIDTH - 6, middle + 3)], fill="black")  # fmt: skip
+    draw.text((x + ARROW_WIDTH, y), right, fill="black", font=text_font, anchor="lt")
+
+
 def mistakes_grid(
-    images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    class_names: Sequence[str],
 ) -> Image.Image:
-    """Misclassified test images (up to 32), each captioned with its true class and P(positive)."""
+    """Misclassified test images (up to 32), each captioned "true → predicted" and the probability the
+    model gave its prediction."""
     side = int(math.isqrt(images.shape[1]))
-    tile = side * TILE_SCALE
     count = min(len(images), GRID_MAX)
+    captions = [(class_names[int(labels[i])], class_names[int(predicted[i])]) for i in range(count)]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widest = max((arrow_caption_width(measure, *pair, font(11)) for pair in captions), default=0)
+    tile = side * TILE_SCALE
+    cell_width = max(tile, int(widest) + 4)
     rows = max(1, math.ceil(count / GRID_COLUMNS))
     cell_height = tile + 32
-    image = Image.new("RGB", (GRID_COLUMNS * (tile + 8) + 8, rows * cell_height + 36), "white")
+    image = Image.new("RGB", (GRID_COLUMNS * (cell_width + 8) + 8, rows * cell_height + 36), "white")
     draw = ImageDraw.Draw(image)
-    title = f"misclassified: {len(images)} (first {count}); caption: true class, P({class_names[1]})"
-    draw.text((8, 10), title, fill="black", font=font(13))
+    title = (f"misclassified: {len(images)} (first {count}); caption: true", "predicted, its probability")
+    arrow_caption(draw, (8 + int(arrow_caption_width(draw, *title, font(13)) / 2), 10), *title, font(13))
     for index in range(count):
         pixels = images[index].reshape(side, side)
         low, high = float(pixels.min()), float(pixels.max())
         gray = ((pixels - low) / ((high - low) or 1.0) * 255).astype(np.uint8)
         picture = Image.fromarray(gray, "L").resize((tile, tile), Image.Resampling.NEAREST)
-        x = 8 + (index % GRID_COLUMNS) * (tile + 8)
+        x = 8 + (index % GRID_COLUMNS) * (cell_width + 8)
         y = 32 + (index // GRID_COLUMNS) * cell_height
-        image.paste(picture, (x, y))
-        caption = f"{class_names[int(labels[index])]} p={probabilities[index]:.2f}"
-        draw.text((x + tile // 2, y + tile + 4), caption, fill="black", font=font(11), anchor="mt")
+        image.paste(picture, (x + (cell_width - tile) // 2, y))
+        center = x + cell_width // 2
+        arrow_caption(draw, (center, y + tile + 2), *captions[index], font(11))
+        draw.text((center, y + tile + 16), f"p={confidence[index]:.2f}", fill="#555555", font=font(10),
+                  anchor="mt")  # fmt: skip
     return image

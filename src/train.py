@@ -29,7 +29,9 @@ from src.errors import ConfigError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
 from src.outputs import RunRecorder, hyperparameters, run_name
-from src.report import parameters, predictions, run_pictures, test_metrics
+from src.metrics import TEST_ACCURACY_PER_CLASS
+from src.report import (accuracy_per_class, confusion_counts, parameters, per_class_scalars, predictions,
+                        run_pictures, test_metrics)  # fmt: skip
 from src.sweep import FailedRun
 from src.trainer import train_epochs
 
@@ -125,9 +127,13 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 
         recorder.record(epochs, test_metrics(model, head, data))
         extra: dict[str, Any] = {}
+        counts = confusion_counts(model, head, data)
+        if counts is not None:
+            extra[TEST_ACCURACY_PER_CLASS] = accuracy_per_class(counts, data.class_names)
+            recorder.record_tensorboard_only(epochs, per_class_scalars(extra[TEST_ACCURACY_PER_CLASS]))
         if data.test is not None and data.test.labels is None:
             extra["predictions"] = predictions(model, head, data.test.inputs)
-        for picture_name, image in run_pictures(model, head, data, recorder.history).items():
+        for picture_name, image in run_pictures(model, head, data, recorder.history, counts).items():
             recorder.picture(picture_name, image, epochs)
         return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
 

@@ -32,7 +32,7 @@ def fit_toy(seed, loss=None, optimizer=torch.optim.SGD, lr=0.01, epochs=1000, ba
     loss = loss or BinaryCrossEntropy("sum")
     data = toy()
     torch.manual_seed(seed)
-    model = LogisticRegression(1, loss.num_outputs(2))
+    model = LogisticRegression(1, loss.num_outputs)
     optimizer = optimizer(model.parameters(), lr=lr)
     return model, collect(train_epochs(model, loss, optimizer, data, epochs, batch_size, generator(seed)))
 
