@@ -181,7 +181,7 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str]) -> Image.Im
     return image
 
 
-ARROW_WIDTH = 14  # "→" drawn as a line and a head: Pillow's built-in font has no arrow glyph
+ARROW_WIDTH = 16  # "→" drawn as a line and a head: Pillow's built-in font has no arrow glyph
 
 
 def arrow_caption_width(draw: ImageDraw.ImageDraw, left: str, right: str, text_font: ImageFont.FreeTypeFont
@@ -202,9 +202,9 @@ def arrow_caption(
     draw.text((x, y), left, fill="black", font=text_font, anchor="lt")
     x += draw.textlength(left, font=text_font)
     middle = y + 5
-    draw.line([(x + 3, middle), (x + ARROW_WIDTH - 3, middle)], fill="black", width=1)
-    draw.polygon([(x + ARROW_WIDTH - 2, middle), (x + ARROW_WIDTH - 6, middle - 3),
-                  (x + ARROW_WIDTH - 6, middle + 3)], fill="black")  # fmt: skip
+    draw.line([(x + 4, middle), (x + ARROW_WIDTH - 4, middle)], fill="black", width=1)
+    draw.polygon([(x + ARROW_WIDTH - 3, middle), (x + ARROW_WIDTH - 7, middle - 3),
+                  (x + ARROW_WIDTH - 7, middle + 3)], fill="black")  # fmt: skip
     draw.text((x + ARROW_WIDTH, y), right, fill="black", font=text_font, anchor="lt")
 
 
