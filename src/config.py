@@ -46,7 +46,7 @@ class ToyDataConfig:
 
 @dataclass
 class ImageDataConfig:
-    """MNIST or Fashion-MNIST: all ten classes, a subset, or a pair (whose second class is the positive one)."""
+    """MNIST or Fashion-MNIST: all ten classes, a subset, or a pair (the second class is the positive one)."""
 
     _target_: str = "src.data.load_images"
     family: ImageFamily = MISSING

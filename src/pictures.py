@@ -134,7 +134,8 @@ def weight_templates(weights: np.ndarray, class_names: Sequence[str], columns: i
     width = gap + min(columns, len(maps)) * (tile_width + gap)
     image = Image.new("RGB", (width, header + rows * (tile_height + label_height + gap)), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((gap, 8), "weights per class: red raises its logit, blue lowers it", fill="black", font=font(13))
+    title = "weights per class: red raises its logit, blue lowers it"
+    draw.text((gap, 8), title, fill="black", font=font(13))
     for index, (pixels, name) in enumerate(zip(maps, class_names, strict=True)):
         x = gap + (index % columns) * (tile_width + gap)
         y = header + (index // columns) * (tile_height + label_height + gap)
@@ -166,7 +167,8 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str]) -> Image.Im
         y = top + index * cell + cell // 2
         draw.text((left - 6, y), name, fill="black", font=label_font, anchor="rm")
         x = left + index * cell + cell // 2
-        short = name if measure.textlength(name, font=label_font) <= cell - 2 else name[: max(1, cell // 8)] + "."
+        fits = measure.textlength(name, font=label_font) <= cell - 2
+        short = name if fits else name[: max(1, cell // 8)] + "."
         draw.text((x, top - 6), short, fill="black", font=label_font, anchor="mb")
     for row in range(size):
         for column in range(size):

@@ -28,10 +28,17 @@ from src.console import EpochProgress, config_tree, summary
 from src.errors import ConfigError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
-from src.outputs import RunRecorder, hyperparameters, run_name
 from src.metrics import TEST_ACCURACY_PER_CLASS
-from src.report import (accuracy_per_class, confusion_counts, parameters, per_class_scalars, predictions,
-                        run_pictures, test_metrics)  # fmt: skip
+from src.outputs import RunRecorder, hyperparameters, run_name
+from src.report import (
+    accuracy_per_class,
+    confusion_counts,
+    parameters,
+    per_class_scalars,
+    predictions,
+    run_pictures,
+    test_metrics,
+)
 from src.sweep import FailedRun
 from src.trainer import train_epochs
 

@@ -96,7 +96,9 @@ def test_evaluate_gives_trainings_test_metrics_and_predictions_per_class(tmp_pat
         assert recomputed[key] == trained[key]
     counts = recomputed["test/predictions_per_class"]
     assert list(counts) == DIGITS and sum(sum(row.values()) for row in counts.values()) == 100
-    assert all(counts[digit].get(digit, 0) / 10 == trained["test/accuracy_per_class"][digit] for digit in DIGITS)
+    assert all(
+        counts[digit].get(digit, 0) / 10 == trained["test/accuracy_per_class"][digit] for digit in DIGITS
+    )
 
 
 def test_the_summary_and_hparams_take_ten_class_runs(tmp_path, ten_classes):

@@ -82,7 +82,7 @@ def test_slurm_launcher_config_composes():
 
 def test_preset_sweep_lists_only_what_it_changes():
     preset = yaml.safe_load((CONF / "experiment" / "bce_vs_ce.yaml").read_text())
-    assert preset["hydra"]["sweeper"]["params"] == {"loss": "bce,ce", "optimizer.lr": "0.01,0.1,0.3"}
+    assert preset["hydra"]["sweeper"]["params"] == {"loss": "bce,ce", "optimizer.lr": "0.025,0.05,0.1,0.2"}
 
 
 @pytest.mark.parametrize(

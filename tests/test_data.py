@@ -96,3 +96,26 @@ def test_fashion_mnist_defaults_to_debians_folder_when_installed(tmp_path, monke
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     assert data.default_root(ImageFamily.fashion_mnist).name == "data"
     assert data.default_root(ImageFamily.mnist).name == "data"
+
+
+def test_all_ten_classes_or_any_subset_labelled_by_position(fake_mnist_root):
+    ten = load_images(root=str(fake_mnist_root), seed=0, **{**PAIR, "classes": list(range(10))})
+    assert (len(ten.train) + len(ten.val), len(ten.test), ten.num_classes) == (300, 100, 10)
+    bands = ten.test.inputs.view(-1, 28, 28)[:, ::2, :].mean(dim=2).argmax(dim=1)  # the bright band's row
+    assert torch.equal(bands, ten.test.labels)
+    subset = load_images(root=str(fake_mnist_root), seed=0, **{**PAIR, "classes": [9, 0, 4]})
+    assert subset.class_names == ("9", "0", "4") and len(subset.test) == 30
+    band_rows = subset.test.inputs.view(-1, 28, 28)[:, ::2, :].mean(dim=2).argmax(dim=1)
+    assert torch.equal(torch.tensor([9, 0, 4])[subset.test.labels], band_rows)  # label i is classes[i]
+
+
+def test_fashion_classes_are_named(tmp_path):
+    root = write_fake_dataset(tmp_path)
+    data = load_images(root=str(root), seed=0, **{**PAIR, "family": "fashion_mnist", "classes": [9, 0]})
+    assert data.class_names == ("ankle boot", "T-shirt")
+
+
+def test_a_class_missing_from_the_files_is_named(tmp_path):
+    root = write_fake_dataset(tmp_path, test_count=7)  # the test labels stop at 6
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz has no examples of class 7, 9"):
+        load_images(root=str(root), seed=0, **{**PAIR, "classes": [7, 1, 9]})
