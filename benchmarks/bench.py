@@ -38,7 +38,7 @@ from src.trainer import evaluate, train_epochs, train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
-BATCH_SIZE, LR, EPOCHS = 64, 0.05, 20  # the Fashion-MNIST pair recipe (conf/recipe/fashion_mnist_binary*.yaml)
+BATCH_SIZE, LR, EPOCHS = 64, 0.05, 20  # the Fashion-MNIST pair recipe (conf/recipe/*fashion_mnist_binary*)
 
 
 @dataclass
@@ -437,3 +437,7 @@ def main() -> None:
     output = args.output or REPO / "BENCHMARKS.md"
     output.write_text(report)
     print(f"written to {output}")
+
+
+if __name__ == "__main__":
+    main()
