@@ -38,7 +38,7 @@ from src.trainer import evaluate, train_epochs, train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
-BATCH_SIZE, LR, EPOCHS = 64, 0.05, 20  # the Fashion-MNIST pair recipe (conf/recipe/*fashion_mnist_binary*)
+BATCH_SIZE, LR, EPOCHS = 64, 0.01, 30  # the Fashion-MNIST pair recipe (conf/recipe/fashion_mnist_binary.yaml)
 
 
 @dataclass

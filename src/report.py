@@ -1,7 +1,6 @@
 """What a finished run reports besides its curves: test metrics, predictions, weights and pictures."""
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,15 +46,13 @@ def per_class_scalars(per_class: dict[str, float]) -> dict[str, float]:
     return {per_class_tag(TEST_ACCURACY_PER_CLASS, name): value for name, value in per_class.items()}
 
 
-def predictions(model: nn.Module, head: Head, inputs: torch.Tensor) -> dict[str, Any]:
-    """Per input, keyed by the input (`{"4.0": 0.88}`): the positive class's probability for two classes,
-    each class's probability by class index for more."""
+def predictions(model: nn.Module, head: Head, inputs: torch.Tensor) -> dict[str, float]:
+    """Positive-class probability per input, keyed by the input (`{"4.0": 0.88}`): the toy set's inputs,
+    which have two classes."""
     probabilities, _ = predict(model, head, inputs)
-    per_input = probabilities[:, 1].tolist() if probabilities.shape[1] == 2 else [
-        {str(k): p for k, p in enumerate(row)} for row in probabilities.tolist()
-    ]  # fmt: skip
+    positive = probabilities[:, 1].tolist()
     keys = [str(row[0]) if len(row) == 1 else str(i) for i, row in enumerate(inputs.tolist())]
-    return dict(zip(keys, per_input, strict=True))
+    return dict(zip(keys, positive, strict=True))
 
 
 def parameters(model: nn.Module) -> dict[str, list[float]]:

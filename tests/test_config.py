@@ -55,7 +55,7 @@ def test_every_value_has_one_home():
 def test_dataset_recipe_applies_and_the_command_line_wins():
     mnist = compose_config("dataset=mnist_binary")
     assert (mnist.trainer.batch_size, mnist.loss.reduction, mnist.optimizer.lr) == (64, "mean", 0.1)
-    assert (mnist.trainer.epochs, compose_config("dataset=fashion_mnist_binary").trainer.epochs) == (20, 20)
+    assert (mnist.trainer.epochs, compose_config("dataset=fashion_mnist_binary").trainer.epochs) == (20, 30)
     adam = compose_config("dataset=mnist_binary", "optimizer=adam")
     assert adam.optimizer.lr == 0.001  # the SGD-specific rate does not leak into Adam
     mine = compose_config("dataset=mnist_binary", "optimizer.lr=0.5", "trainer.batch_size=8")
