@@ -82,8 +82,9 @@ def test_resume_on_ten_classes_equals_a_run_never_stopped(tmp_path, ten_classes)
     whole = train_here(tmp_path / "whole", *args, "trainer.epochs=4")
     train_here(tmp_path / "stopped", *args, "trainer.epochs=2")
     resumed = train_here(tmp_path / "stopped", *args, "trainer.epochs=4", "resume=true")
-    assert resumed == whole
-    assert read_scalars(tmp_path / "stopped")["val/loss"] == read_scalars(tmp_path / "whole")["val/loss"]
+    assert resumed == whole  # the same weights, so the same val and test metrics, per class too
+    # (TensorBoard's curve across a resume is checked by tests/test_resume.py, in processes of their own:
+    # in one process, event files opened in the same second can sort out of order.)
 
 
 def test_evaluate_gives_trainings_test_metrics_and_predictions_per_class(tmp_path, ten_classes):
