@@ -19,8 +19,8 @@ def cut_t10k(folder: Path, source: Path = SHARED_MNIST) -> Path:
     labels = read_idx(source / "t10k-labels-idx1-ubyte.gz")
     folder.mkdir(parents=True, exist_ok=True)
     for prefix, part in (("train", slice(0, 8000)), ("t10k", slice(8000, None))):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images[part])
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels[part])
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images[part])  # unpacked: quicker to read
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels[part])
     return folder
 
 

@@ -33,8 +33,8 @@ def build_components(
         torch.set_num_threads(thread_count(cfg.trainer.threads, cores_share))
     if data is None:
         data = build_data(cfg, device)
-    head: Head = build(cfg.loss)
-    sizes = {"in_features": data.num_features, "out_features": head.num_outputs(data.num_classes)}
+    head: Head = build(cfg.loss, num_classes=data.num_classes)
+    sizes = {"in_features": data.num_features, "out_features": head.num_outputs}
     with torch.device("meta"):  # the model's shape, without allocating its weights
         refuse_if_too_big(build(cfg.model, **sizes), device)
     torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does

@@ -65,11 +65,13 @@ class ToyDataConfig:
 
 
 @dataclass
-class ImagePairDataConfig:
-    _target_: str = "src.data.load_image_pair"
+class ImageDataConfig:
+    """MNIST or Fashion-MNIST: all ten classes, a subset, or a pair (the second class is the positive one)."""
+
+    _target_: str = "src.data.load_images"
     family: ImageFamily = MISSING
     root: str | None = MISSING  # null: the family's usual folder (see src.data.default_root)
-    classes: list[int] = MISSING  # two digits/classes; the second is the positive class
+    classes: list[int] = MISSING  # two or more distinct classes 0-9; the data labels them 0, 1, ...
     val_fraction: float = MISSING
     download: bool = MISSING
     mean: float = MISSING  # pixel statistics of the training split, used to normalize once
@@ -77,9 +79,10 @@ class ImagePairDataConfig:
 
     def check(self) -> None:
         classes = list(self.classes)
-        require(len(classes) == 2, f"dataset.classes must name two classes, got {classes}")
-        require(all(0 <= c <= 9 for c in classes), f"dataset.classes must be digits 0-9, got {classes}")
-        require(len(set(classes)) == len(classes), f"dataset.classes must differ, got {classes}")
+        require(len(classes) >= 2, f"dataset.classes must name at least two classes, got {classes}")
+        require(all(0 <= c <= 9 for c in classes), f"dataset.classes must be classes 0-9, got {classes}")
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
+        require(not repeated, f"dataset.classes must differ, got {classes} ({repeated} repeated)")
         require(
             0 <= self.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}"
         )
@@ -105,7 +108,16 @@ class MLPConfig:
 @dataclass
 class LossConfig:
     _target_: str = MISSING
-    reduction: Reduction = MISSING
+    # A string checked below rather than the Reduction enum, so that a wrong value is one line.
+    reduction: str = MISSING
+
+    def check(self) -> None:
+        choices = [r.value for r in Reduction]
+        require(
+            self.reduction in choices,
+            f"loss.reduction must be {' or '.join(choices)}, got {self.reduction}: training needs one "
+            "number per batch (for one-vs-rest BCE, mean is per example, its K binary losses summed)",
+        )
 
 
 # --- optimizer -------------------------------------------------------------------------------------
@@ -290,7 +302,7 @@ class Config:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "dataset": {"toy": ToyDataConfig, "image_pair": ImagePairDataConfig},
+    "dataset": {"toy": ToyDataConfig, "images": ImageDataConfig},
     "model": {"logistic": LogisticConfig, "mlp": MLPConfig},
     "loss": {"loss": LossConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lbfgs": LBFGSConfig},

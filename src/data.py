@@ -1,4 +1,4 @@
-"""Datasets as tensors: the tutorial's toy set and two-class subsets of MNIST and Fashion-MNIST.
+"""Datasets as tensors: the tutorial's toy set and MNIST or Fashion-MNIST, all ten classes or a subset.
 
 Everything is loaded, scaled and flattened once; the trainer then slices tensors, with no per-sample work.
 """
@@ -37,7 +37,8 @@ class Split:
 
 @dataclass(frozen=True)
 class ClassificationData:
-    """The splits a run uses; `val` and `test` may be absent. Label 1 is the positive class."""
+    """The splits a run uses; `val` and `test` may be absent. Labels index `class_names`; with two classes,
+    label 1 is the positive class."""
 
     train: Split
     val: Split | None
@@ -157,18 +158,20 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def _two_class_split(
+def _class_split(
     images: np.ndarray, labels: np.ndarray, classes: list[int], mean: float, std: float
 ) -> Split:
+    """The examples of `classes`, labelled by their index in `classes` (so the second of a pair is 1)."""
     keep = np.isin(labels, classes)
-    # Select before converting, so only the two classes are ever held as float32.
+    # Select before converting, so only the chosen classes are ever held as float32.
     pixels = torch.from_numpy(images[keep].reshape(int(keep.sum()), -1).astype(np.float32))
-    inputs = (pixels / 255.0 - mean) / std
-    targets = torch.from_numpy(labels[keep] == classes[1]).long()
-    return Split(inputs, targets)
+    inputs = pixels.div_(255.0).sub_(mean).div_(std)  # in place: no second copy of the split
+    index_of = np.zeros(256, dtype=np.int64)
+    index_of[classes] = np.arange(len(classes))
+    return Split(inputs, torch.from_numpy(index_of[labels[keep]]))
 
 
-def load_image_pair(
+def load_images(
     family: ImageFamily,
     root: str | None,
     classes: list[int],
@@ -178,16 +181,19 @@ def load_image_pair(
     std: float,
     seed: int = 0,
 ) -> ClassificationData:
-    """Two classes of an MNIST-family dataset: train/val from the training files, test from t10k."""
+    """Some classes (two or more) of an MNIST-family dataset: train/val from the training files, test from
+    t10k. Label i is `classes[i]`."""
     family = ImageFamily(family)
+    classes = [int(c) for c in classes]
     root_path = Path(root) if root is not None else default_root(family)
     files = _locate_files(root_path, family, download)
     splits = {}
     for split, (images_name, labels_name) in IDX_FILES.items():
         images, labels = _read_pair(files[images_name], files[labels_name])
-        splits[split] = _two_class_split(images, labels, list(classes), mean, std)
-        if len(splits[split]) == 0:
-            raise DataError(f"{files[labels_name]} has no examples of classes {list(classes)}")
+        missing = [c for c in classes if c not in set(np.unique(labels).tolist())]
+        if missing:  # a class no split can learn or measure
+            raise DataError(f"{files[labels_name]} has no examples of class {', '.join(map(str, missing))}")
+        splits[split] = _class_split(images, labels, classes, mean, std)
 
     train = splits["train"]
     assert train.labels is not None
@@ -205,5 +211,5 @@ def load_image_pair(
         train=Split(train.inputs[train_idx], train.labels[train_idx]),
         val=val,
         test=splits["test"],
-        class_names=(class_name(family, classes[0]), class_name(family, classes[1])),
+        class_names=tuple(class_name(family, c) for c in classes),
     )

@@ -1,8 +1,9 @@
 """Re-evaluate a saved run: `python -m src.evaluate ckpt_path=RUN/checkpoints/last.pt [x=4] [x=[4,5]]`.
 
 Rebuilds the run's data and model from the config saved beside the checkpoint (RUN/.hydra/config.yaml),
-loads the weights safely, and prints the test metrics (the same numbers training reported) and the
-positive-class probability of each given input.
+loads the weights safely, and prints the test metrics (the same numbers training reported, per-class
+accuracy included), what it predicted for each true class, and the positive-class probability of each
+given input.
 """
 
 import json
@@ -19,7 +20,8 @@ from src.checkpoint import CheckpointError, RunState
 from src.cli import run_guarded
 from src.config import register_configs
 from src.errors import UserError
-from src.report import predictions, test_metrics
+from src.metrics import TEST_ACCURACY_PER_CLASS, TEST_PREDICTIONS_PER_CLASS
+from src.report import accuracy_per_class, confusion_counts, predictions, test_metrics
 
 USAGE = """usage: python -m src.evaluate ckpt_path=RUN/checkpoints/last.pt [x=4] [x=[4,5]]
 
@@ -44,6 +46,14 @@ def evaluate_checkpoint(ckpt_path: Path, inputs: list[float] | None = None) -> d
     parts.model.load_state_dict(state.model)
     results: dict[str, Any] = {"epochs": state.epoch}
     results |= test_metrics(parts.model, parts.head, parts.data)
+    counts = confusion_counts(parts.model, parts.head, parts.data)
+    if counts is not None:  # what it predicted for each true class, as in pictures/confusion_matrix.png
+        names = parts.data.class_names
+        results[TEST_ACCURACY_PER_CLASS] = accuracy_per_class(counts, names)
+        results[TEST_PREDICTIONS_PER_CLASS] = {
+            true: {predicted: int(n) for predicted, n in zip(names, row, strict=True) if n}
+            for true, row in zip(names, counts.tolist(), strict=True)
+        }
     if inputs:
         if parts.data.num_features != 1:
             raise UserError(f"x= takes one number per input; this model reads {parts.data.num_features}")

@@ -1,11 +1,18 @@
 """Output heads: how a model's logits become a loss, probabilities and predicted classes.
 
-A head sizes the model's output layer, puts labels in the form its loss compares against, computes the
-loss, and turns logits into per-class probabilities and predictions. `Head` declares that contract;
-the trainer, the builder and the pictures rely on nothing else. Both heads use PyTorch's fused,
-numerically stable losses on logits; sigmoid and softmax only report probabilities.
+A head knows how many classes the data has; it sizes the model's output layer, puts labels (class
+indices) in the form its loss compares against, computes the loss, and turns logits into per-class
+probabilities and predictions. `Head` declares that contract; the trainer, the builder and the pictures
+rely on nothing else. Both heads use PyTorch's fused, numerically stable losses on logits; sigmoid and
+softmax only report probabilities.
 
-`bce` is the tutorial's head: one logit, sigmoid. `ce` is softmax regression: one logit per class.
+`ce` is softmax regression: one logit per class. `bce` on two classes is the tutorial's head: one
+logit, sigmoid, the second class positive. `bce` on K > 2 classes is one-vs-rest: K logits, each a
+sigmoid "is it this class?" trained against one-hot targets, predicting the class whose logit is largest.
+
+Reductions are over examples for every head: `mean` divides the summed loss by the number of examples.
+For one-vs-rest that is the sum of the K binary losses per example, averaged over examples, not
+PyTorch's mean over all N*K terms, which would divide the gradient (and so the learning rate) by K.
 """
 
 from enum import Enum
@@ -28,9 +35,11 @@ class Head(Protocol):
     """What the rest of the project may ask of a loss head."""
 
     reduction: str
+    num_classes: int
 
-    def num_outputs(self, num_classes: int) -> int:
-        """How many logits the model must produce for `num_classes` classes."""
+    @property
+    def num_outputs(self) -> int:
+        """How many logits the model must produce."""
         ...
 
     def prepare_targets(self, labels: Tensor) -> Tensor:
@@ -50,41 +59,68 @@ class Head(Protocol):
         ...
 
 
+def _checked(reduction: Reduction | str, num_classes: int, loss: str) -> str:
+    """The reduction's name; a ConfigError in one line for what cannot train."""
+    if num_classes < 2:
+        raise ConfigError(f"loss={loss} needs at least two classes, the data has {num_classes}")
+    try:
+        return Reduction(reduction).value
+    except ValueError:
+        raise ConfigError(
+            f"loss.reduction must be sum or mean for loss={loss} (one number to train on), got {reduction}"
+        ) from None
+
+
 class BinaryCrossEntropy:
-    """BCE on a single logit per example; the positive class is label 1."""
+    """BCE on sigmoid outputs: one logit for two classes (label 1 positive), one per class beyond."""
 
-    def __init__(self, reduction: Reduction | str) -> None:
-        self.reduction = Reduction(reduction).value
-        self._loss = nn.BCEWithLogitsLoss(reduction=self.reduction)
+    def __init__(self, reduction: Reduction | str, num_classes: int = 2) -> None:
+        self.reduction = _checked(reduction, num_classes, "bce")
+        self.num_classes = num_classes
+        # Summed, then divided by the number of examples for `mean` (see the module's docstring).
+        self._loss = nn.BCEWithLogitsLoss(reduction=self.reduction if num_classes == 2 else "sum")
 
-    def num_outputs(self, num_classes: int) -> int:
-        if num_classes != 2:
-            raise ConfigError(f"loss=bce needs two classes, the data has {num_classes}; use loss=ce")
-        return 1
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.num_classes == 2 else self.num_classes
 
     def prepare_targets(self, labels: Tensor) -> Tensor:
-        return labels.float()  # BCE compares against probabilities
+        if self.num_classes == 2:
+            return labels.float()  # BCE compares against probabilities
+        return nn.functional.one_hot(labels, self.num_classes).float()  # one-vs-rest: (N, K)
 
     def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return self._loss(logits.squeeze(1), targets.to(logits.dtype))  # no copy once prepared
+        if self.num_classes == 2:
+            return self._loss(logits.squeeze(1), targets.to(logits.dtype))  # no copy once prepared
+        if targets.ndim == 1:  # plain class indices
+            targets = self.prepare_targets(targets)
+        total = self._loss(logits, targets.to(logits.dtype))
+        return total / len(logits) if self.reduction == "mean" else total
 
     def probabilities(self, logits: Tensor) -> Tensor:
-        positive = torch.sigmoid(logits.squeeze(1))
-        return torch.stack([1 - positive, positive], dim=1)
+        """(N, 2) for a pair; for one-vs-rest each class's own sigmoid, which need not sum to one."""
+        if self.num_classes == 2:
+            positive = torch.sigmoid(logits.squeeze(1))
+            return torch.stack([1 - positive, positive], dim=1)
+        return torch.sigmoid(logits)
 
     def predict(self, logits: Tensor) -> Tensor:
-        return (logits.squeeze(1) > 0).long()
+        if self.num_classes == 2:
+            return (logits.squeeze(1) > 0).long()
+        return logits.argmax(dim=1)
 
 
 class CrossEntropy:
     """Cross-entropy over one logit per class (softmax regression for a linear model)."""
 
-    def __init__(self, reduction: Reduction | str) -> None:
-        self.reduction = Reduction(reduction).value
+    def __init__(self, reduction: Reduction | str, num_classes: int = 2) -> None:
+        self.reduction = _checked(reduction, num_classes, "ce")
+        self.num_classes = num_classes
         self._loss = nn.CrossEntropyLoss(reduction=self.reduction)
 
-    def num_outputs(self, num_classes: int) -> int:
-        return num_classes
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
 
     def prepare_targets(self, labels: Tensor) -> Tensor:
         return labels  # class indices, as they are

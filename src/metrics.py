@@ -6,6 +6,7 @@ Every producer and reader of a metric uses these names; none spells the string i
 from enum import Enum
 
 LOSS, ACCURACY = "loss", "accuracy"  # what is measured on a split
+ACCURACY_PER_CLASS = "accuracy_per_class"  # the accuracy on each true class
 TRAIN, VAL, TEST = "train", "val", "test"  # the splits it is measured on
 
 
@@ -19,6 +20,15 @@ VAL_LOSS, VAL_ACCURACY = tag(VAL, LOSS), tag(VAL, ACCURACY)
 TEST_LOSS, TEST_ACCURACY = tag(TEST, LOSS), tag(TEST, ACCURACY)
 SCALARS = (TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, TEST_LOSS, TEST_ACCURACY)
 TRAIN_LR = tag(TRAIN, "lr")  # the learning rate each epoch trained with; logged only under a schedule
+# metrics.json holds it as {class name: accuracy}; TensorBoard as one scalar per class (`per_class_tag`).
+TEST_ACCURACY_PER_CLASS = tag(TEST, ACCURACY_PER_CLASS)
+# src.evaluate's counts of each true class's predictions: {true name: {predicted name: count}}.
+TEST_PREDICTIONS_PER_CLASS = tag(TEST, "predictions_per_class")
+
+
+def per_class_tag(measure_tag: str, class_name: str) -> str:
+    """The TensorBoard tag of one class's share of a measure: `test/accuracy_per_class/T-shirt`."""
+    return f"{measure_tag}/{class_name}"
 
 
 def tagged(split: str, measures: dict[str, float]) -> dict[str, float]:

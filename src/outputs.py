@@ -2,8 +2,8 @@
 
 metrics.json keys (a contract other tools read): `status` ("completed", "interrupted" or "failed", then
 `reason`), `epochs` (completed), the last value of every scalar under its TensorBoard tag (`train/loss`,
-`val/loss`, `val/accuracy`, `test/loss`, `test/accuracy`), and `predictions` where the test inputs are
-unlabeled.
+`val/loss`, `val/accuracy`, `test/loss`, `test/accuracy`), `test/accuracy_per_class` ({class name:
+accuracy}) where the test split has labels, and `predictions` where the test inputs are unlabeled.
 """
 
 import re
@@ -138,6 +138,11 @@ class RunRecorder:
             self.writer.scalar(tag, value, step)
             self.final[tag] = value
             self.history.setdefault(tag, []).append((step, value))
+
+    def record_tensorboard_only(self, step: int, metrics: dict[str, float]) -> None:
+        """Scalars that metrics.json holds in another shape (per-class accuracy, as one mapping)."""
+        for tag, value in metrics.items():
+            self.writer.scalar(tag, value, step)
 
     def finish(self, status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
         """Write metrics.json with the run's status and final values; returns what was written."""

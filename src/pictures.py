@@ -21,6 +21,7 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 CHART_SIZE = (480, 340)
 LEGEND_ROW = 30  # height of one legend line below a chart
 WEIGHT_SCALE = 12  # each of the 28x28 weights becomes a 12x12 block
+TEMPLATE_SCALE = 4  # in the grid of one weight map per class
 SCALE_BAR = 96  # below the weight map: its colour scale, with labels
 TILE_SCALE, GRID_COLUMNS, GRID_MAX = 3, 5, 20
 
@@ -163,28 +164,139 @@ def diverging(t: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
+def weight_templates(weights: np.ndarray, class_names: Sequence[str], columns: int = 5) -> Image.Image:
+    """One weight map per class (`weights` is (classes, pixels)), each labelled with its class: red pixels
+    raise that class's logit, blue ones lower it. Each map has its own colour scale."""
+    maps = [_template(row) for row in weights]
+    tile_width, tile_height = maps[0].width, maps[0].height
+    label_height, gap, header = 26, 8, 40
+    rows = math.ceil(len(maps) / columns)
+    width = gap + min(columns, len(maps)) * (tile_width + gap)
+    image = Image.new("RGB", (width, header + rows * (tile_height + label_height + gap)), "white")
+    draw = ImageDraw.Draw(image)
+    title = "weights per class: red raises its logit, blue lowers it"
+    draw.text((gap, 8), title, fill="black", font=font(20))
+    for index, (pixels, name) in enumerate(zip(maps, class_names, strict=True)):
+        x = gap + (index % columns) * (tile_width + gap)
+        y = header + (index // columns) * (tile_height + label_height + gap)
+        draw.text(
+            (x + tile_width // 2, y + 2),
+            fit(name, font(20), tile_width),
+            fill="black",
+            font=font(20),
+            anchor="mt",
+        )
+        image.paste(pixels, (x, y + label_height))
+    return image
+
+
+def _template(weights: np.ndarray) -> Image.Image:
+    """One class's weights as a small square picture, in the weight map's colours and its own scale."""
+    side = int(math.isqrt(weights.size))
+    limit = float(np.abs(weights).max()) or 1.0
+    return Image.fromarray(diverging(weights.reshape(side, side) / limit), "RGB").resize(
+        (side * TEMPLATE_SCALE, side * TEMPLATE_SCALE), Image.Resampling.NEAREST
+    )
+
+
+def confusion_matrix(counts: np.ndarray, class_names: Sequence[str]) -> Image.Image:
+    """Counts of true class (row) against predicted class (column); darker cells hold more examples, and
+    the diagonal, the correct ones, is green, the mistakes red."""
+    names = list(class_names)
+    label_font, count_font = font(16), font(16)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    name_width = int(max(measure.textlength(name, font=label_font) for name in names))
+    count_width = int(measure.textlength(str(int(counts.max(initial=0))), font=count_font))
+    cell = max(40, count_width + 12, min(name_width + 8, 80))
+    left, top = name_width + 64, 90
+    size = len(names)
+    image = Image.new("RGB", (left + size * cell + 16, top + size * cell + 16), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 8), "confusion matrix: true (row) by predicted (column)", fill="black", font=font(20))
+    draw.text((left + size * cell // 2, 40), "predicted", fill="#444444", font=font(16), anchor="mt")
+    draw.text((8, top + size * cell // 2), "true", fill="#444444", font=font(16), anchor="lm")
+    row_totals = counts.sum(axis=1, keepdims=True).clip(min=1)
+    shares = counts / row_totals
+    for index, name in enumerate(names):
+        y = top + index * cell + cell // 2
+        draw.text((left - 6, y), name, fill="black", font=label_font, anchor="rm")
+        x = left + index * cell + cell // 2
+        fits = measure.textlength(name, font=label_font) <= cell - 2
+        short = name if fits else name[: max(1, cell // 8)] + "."
+        draw.text((x, top - 6), short, fill="black", font=label_font, anchor="mb")
+    for row in range(size):
+        for column in range(size):
+            x, y = left + column * cell, top + row * cell
+            strength = float(shares[row, column])
+            fade = int(255 * (1 - (0.15 + 0.85 * strength if counts[row, column] else 0)))
+            color = (fade, 255 - (255 - fade) // 3, fade) if row == column else (255, fade, fade)
+            draw.rectangle([x, y, x + cell, y + cell], fill=color, outline="#cccccc")
+            ink = "white" if strength > 0.6 else "black"
+            draw.text((x + cell // 2, y + cell // 2), str(int(counts[row, column])), fill=ink,
+                      font=count_font, anchor="mm")  # fmt: skip
+    return image
+
+
+ARROW_WIDTH = 16  # "→" drawn as a line and a head: Pillow's built-in font has no arrow glyph
+
+
+def arrow_caption_width(draw: ImageDraw.ImageDraw, left: str, right: str, text_font: ImageFont.FreeTypeFont
+                        | ImageFont.ImageFont) -> float:  # fmt: skip
+    return draw.textlength(left, font=text_font) + ARROW_WIDTH + draw.textlength(right, font=text_font)
+
+
+def arrow_caption(
+    draw: ImageDraw.ImageDraw,
+    top_center: tuple[int, int],
+    left: str,
+    right: str,
+    text_font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> None:
+    """`left → right`, centred below `top_center`."""
+    x = top_center[0] - arrow_caption_width(draw, left, right, text_font) / 2
+    y = top_center[1]
+    draw.text((x, y), left, fill="black", font=text_font, anchor="lt")
+    x += draw.textlength(left, font=text_font)
+    middle = y + int(text_font.size * 0.5) if hasattr(text_font, "size") else y + 5
+    draw.line([(x + 4, middle), (x + ARROW_WIDTH - 4, middle)], fill="black", width=1)
+    draw.polygon([(x + ARROW_WIDTH - 3, middle), (x + ARROW_WIDTH - 7, middle - 3),
+                  (x + ARROW_WIDTH - 7, middle + 3)], fill="black")  # fmt: skip
+    draw.text((x + ARROW_WIDTH, y), right, fill="black", font=text_font, anchor="lt")
+
+
 def mistakes_grid(
-    images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    class_names: Sequence[str],
 ) -> Image.Image:
-    """Misclassified test images (up to 20), each captioned with its true class and P(positive)."""
+    """Misclassified test images (up to 20), each captioned "true → predicted" and the probability the
+    model gave its prediction."""
     side = int(math.isqrt(images.shape[1]))
-    tile = side * TILE_SCALE
     count = min(len(images), GRID_MAX)
+    captions = [(class_names[int(labels[i])], class_names[int(predicted[i])]) for i in range(count)]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widest = max((arrow_caption_width(measure, *pair, font(18)) for pair in captions), default=0)
+    tile = side * TILE_SCALE
+    cell_width = max(tile, int(widest) + 4)
     rows = max(1, math.ceil(count / GRID_COLUMNS))
-    cell_height = tile + 32
-    top = 64
-    image = Image.new("RGB", (GRID_COLUMNS * (tile + 8) + 8, rows * cell_height + top), "white")
+    cell_height, top = tile + 48, 64
+    image = Image.new("RGB", (GRID_COLUMNS * (cell_width + 8) + 8, rows * cell_height + top), "white")
     draw = ImageDraw.Draw(image)
     draw.text((8, 6), f"misclassified: {len(images)} (first {count})", fill="black", font=font(22))
-    draw.text((8, 36), f"caption: true class, P({class_names[1]})", fill="#444444", font=font(20))
+    caption = ("caption: true", "predicted, its probability")
+    arrow_caption(draw, (8 + int(arrow_caption_width(draw, *caption, font(18)) / 2), 36), *caption, font(18))
     for index in range(count):
         pixels = images[index].reshape(side, side)
         low, high = float(pixels.min()), float(pixels.max())
         gray = ((pixels - low) / ((high - low) or 1.0) * 255).astype(np.uint8)
         picture = Image.fromarray(gray, "L").resize((tile, tile), Image.Resampling.NEAREST)
-        x = 8 + (index % GRID_COLUMNS) * (tile + 8)
+        x = 8 + (index % GRID_COLUMNS) * (cell_width + 8)
         y = top + (index // GRID_COLUMNS) * cell_height
-        image.paste(picture, (x, y))
-        caption = f"{class_names[int(labels[index])]} p={probabilities[index]:.2f}"
-        draw.text((x + tile // 2, y + tile + 4), caption, fill="black", font=font(20), anchor="mt")
+        image.paste(picture, (x + (cell_width - tile) // 2, y))
+        center = x + cell_width // 2
+        arrow_caption(draw, (center, y + tile + 2), *captions[index], font(18))
+        draw.text((center, y + tile + 24), f"p={confidence[index]:.2f}", fill="#555555", font=font(16),
+                  anchor="mt")  # fmt: skip
     return image

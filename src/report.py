@@ -9,9 +9,9 @@ from torch import nn
 
 from src.data import ClassificationData
 from src.losses import Head
-from src.metrics import TEST, TRAIN_LOSS, VAL_LOSS, tagged
+from src.metrics import TEST, TEST_ACCURACY_PER_CLASS, TRAIN_LOSS, VAL_LOSS, per_class_tag, tagged
 from src.models import LogisticRegression
-from src.pictures import line_chart, mistakes_grid, weight_map
+from src.pictures import confusion_matrix, line_chart, mistakes_grid, weight_map, weight_templates
 from src.trainer import evaluate, predict
 
 Curves = dict[str, list[tuple[int, float]]]
@@ -24,8 +24,31 @@ def test_metrics(model: nn.Module, head: Head, data: ClassificationData) -> dict
     return tagged(TEST, evaluate(model, head, data.test))
 
 
+def confusion_counts(model: nn.Module, head: Head, data: ClassificationData) -> np.ndarray | None:
+    """(classes, classes) counts of the labelled test split: true class by row, predicted by column."""
+    if data.test is None or data.test.labels is None:
+        return None
+    _, predicted = predict(model, head, data.test.inputs)
+    size = data.num_classes
+    pairs = data.test.labels * size + predicted
+    return torch.bincount(pairs, minlength=size * size).view(size, size).cpu().numpy()
+
+
+def accuracy_per_class(counts: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
+    """metrics.json's `test/accuracy_per_class`: each true class's share predicted right, by class name."""
+    totals = counts.sum(axis=1)
+    return {name: float(counts[i, i] / totals[i]) if totals[i] else float("nan")
+            for i, name in enumerate(class_names)}  # fmt: skip
+
+
+def per_class_scalars(per_class: dict[str, float]) -> dict[str, float]:
+    """The same accuracies as TensorBoard scalars, one tag per class."""
+    return {per_class_tag(TEST_ACCURACY_PER_CLASS, name): value for name, value in per_class.items()}
+
+
 def predictions(model: nn.Module, head: Head, inputs: torch.Tensor) -> dict[str, float]:
-    """Positive-class probability per input, keyed by the input (`{"4.0": 0.88}`)."""
+    """Positive-class probability per input, keyed by the input (`{"4.0": 0.88}`): the toy set's inputs,
+    which have two classes."""
     probabilities, _ = predict(model, head, inputs)
     positive = probabilities[:, 1].tolist()
     keys = [str(row[0]) if len(row) == 1 else str(i) for i, row in enumerate(inputs.tolist())]
@@ -42,29 +65,40 @@ def parameters(model: nn.Module) -> dict[str, list[float]]:
 
 
 def run_pictures(
-    model: nn.Module, head: Head, data: ClassificationData, history: Curves, run_name: str = ""
+    model: nn.Module,
+    head: Head,
+    data: ClassificationData,
+    history: Curves,
+    counts: np.ndarray | None = None,
+    run_name: str = "",
 ) -> dict[str, Image.Image]:
     """Every picture that fits the run: its loss curves (titled with `run_name`); for a linear model on
-    square images the weight map; for a labelled test split of images its mistakes."""
+    square images the weight map (one per class beyond two); for a labelled test split of images its
+    confusion matrix (`counts`) and its mistakes."""
     losses = {tag: history[tag] for tag in (TRAIN_LOSS, VAL_LOSS) if history.get(tag)}
     title = f"loss per epoch: {run_name}" if run_name else "loss per epoch"
     pictures = {"loss_curve": line_chart(losses, title, f"loss ({head.reduction})")}
     side = math.isqrt(data.num_features)
     if side * side != data.num_features or side == 1:  # not images
         return pictures
-    negative, positive = data.class_names[0], data.class_names[-1]
     if isinstance(model, LogisticRegression):
         weight = model.linear.weight.detach().cpu()
-        evidence = weight[0] if len(weight) == 1 else weight[1] - weight[0]  # positive minus negative logit
-        pictures["weight_map"] = weight_map(evidence.numpy(), positive, negative)
+        if data.num_classes == 2:
+            evidence = weight[0] if len(weight) == 1 else weight[1] - weight[0]  # positive minus negative
+            pictures["weight_map"] = weight_map(evidence.numpy(), data.class_names[1], data.class_names[0])
+        else:
+            pictures["weight_map"] = weight_templates(weight.numpy(), data.class_names)
     test = data.test
-    if test is not None and test.labels is not None:
+    if test is not None and test.labels is not None and counts is not None:
+        pictures["confusion_matrix"] = confusion_matrix(counts, data.class_names)
         probabilities, predicted = predict(model, head, test.inputs)
         wrong = predicted != test.labels
+        confidence = probabilities[wrong].gather(1, predicted[wrong].unsqueeze(1)).squeeze(1)
         pictures["misclassified"] = mistakes_grid(
             test.inputs[wrong].cpu().numpy(),
-            probabilities[wrong][:, 1].cpu().numpy(),
             test.labels[wrong].cpu().numpy().astype(np.int64),
+            predicted[wrong].cpu().numpy().astype(np.int64),
+            confidence.cpu().numpy(),
             data.class_names,
         )
     return pictures

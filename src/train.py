@@ -42,9 +42,17 @@ from src.errors import ConfigError, OutputError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
 from src.losses import Head
-from src.metrics import TRAIN_LR
+from src.metrics import TEST_ACCURACY_PER_CLASS, TRAIN_LR
 from src.outputs import RunRecorder, hyperparameters, run_name
-from src.report import parameters, predictions, run_pictures, test_metrics
+from src.report import (
+    accuracy_per_class,
+    confusion_counts,
+    parameters,
+    per_class_scalars,
+    predictions,
+    run_pictures,
+    test_metrics,
+)
 from src.rundir import exclusive, previous_run, refuse_to_replace
 from src.stopping import EarlyStopping, build_early_stopping
 from src.sweep import FailedRun, job_line, sweep_overrides, varying_keys
@@ -262,9 +270,13 @@ def finish_recording(
     the weights."""
     extra = dict(extra or {})
     recorder.record(recorder.epochs, test_metrics(model, head, data))
+    counts = confusion_counts(model, head, data)
+    if counts is not None:
+        extra[TEST_ACCURACY_PER_CLASS] = accuracy_per_class(counts, data.class_names)
+        recorder.record_tensorboard_only(recorder.epochs, per_class_scalars(extra[TEST_ACCURACY_PER_CLASS]))
     if data.test is not None and data.test.labels is None:
         extra["predictions"] = predictions(model, head, data.test.inputs)
-    for picture_name, image in run_pictures(model, head, data, recorder.history, name).items():
+    for picture_name, image in run_pictures(model, head, data, recorder.history, counts, name).items():
         recorder.picture(picture_name, image, epochs)
     return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
 

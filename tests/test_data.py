@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from src import data
-from src.data import ImageFamily, load_image_pair, load_toy
+from src.data import ImageFamily, load_images, load_toy
 from src.errors import DataError
 from tests.helpers import write_fake_dataset
 
@@ -21,7 +21,7 @@ def test_toy_set_is_the_tutorials():
 
 
 def test_image_pair_keeps_two_classes_second_is_positive(fake_mnist_root):
-    pair = load_image_pair(root=str(fake_mnist_root), seed=0, **PAIR)
+    pair = load_images(root=str(fake_mnist_root), seed=0, **PAIR)
     # 300 training images cycle through 10 labels: 30 threes and 30 eights; 20% go to validation.
     assert (len(pair.train), len(pair.val), len(pair.test)) == (48, 12, 20)
     assert pair.num_features == 28 * 28 and pair.class_names == ("3", "8")
@@ -32,7 +32,7 @@ def test_image_pair_keeps_two_classes_second_is_positive(fake_mnist_root):
 
 def test_pixels_are_scaled_then_normalized(tmp_path):
     root = write_fake_dataset(tmp_path)
-    pair = load_image_pair(root=str(root), seed=0, **PAIR)
+    pair = load_images(root=str(root), seed=0, **PAIR)
     # A pixel of 220 in the band becomes (220/255 - mean) / std.
     expected = (220 / 255 - PAIR["mean"]) / PAIR["std"]
     assert pair.test.inputs.max().item() == pytest.approx(expected, abs=1e-6)
@@ -44,15 +44,15 @@ def test_torchvision_layout_and_flat_layout_load_the_same(tmp_path, gz):
     flat = write_fake_dataset(tmp_path / "flat", gz=gz)
     nested = tmp_path / "tv"
     shutil.copytree(flat, nested / "MNIST" / "raw")
-    a = load_image_pair(root=str(flat), seed=1, **PAIR)
-    b = load_image_pair(root=str(nested), seed=1, **PAIR)
+    a = load_images(root=str(flat), seed=1, **PAIR)
+    b = load_images(root=str(nested), seed=1, **PAIR)
     assert torch.equal(a.train.inputs, b.train.inputs) and torch.equal(a.test.labels, b.test.labels)
 
 
 def test_validation_split_follows_the_seed(fake_mnist_root):
-    first = load_image_pair(root=str(fake_mnist_root), seed=0, **PAIR)
-    again = load_image_pair(root=str(fake_mnist_root), seed=0, **PAIR)
-    other = load_image_pair(root=str(fake_mnist_root), seed=1, **PAIR)
+    first = load_images(root=str(fake_mnist_root), seed=0, **PAIR)
+    again = load_images(root=str(fake_mnist_root), seed=0, **PAIR)
+    other = load_images(root=str(fake_mnist_root), seed=1, **PAIR)
     assert torch.equal(first.val.inputs, again.val.inputs)
     assert not torch.equal(first.val.inputs, other.val.inputs)
     # Train and validation partition the training images: nothing lost, nothing shared.
@@ -60,13 +60,13 @@ def test_validation_split_follows_the_seed(fake_mnist_root):
 
 
 def test_zero_val_fraction_means_no_validation_split(fake_mnist_root):
-    pair = load_image_pair(root=str(fake_mnist_root), seed=0, **{**PAIR, "val_fraction": 0.0})
+    pair = load_images(root=str(fake_mnist_root), seed=0, **{**PAIR, "val_fraction": 0.0})
     assert pair.val is None and len(pair.train) == 60
 
 
 def test_missing_files_name_the_folder_and_files(tmp_path):
     with pytest.raises(DataError) as error:
-        load_image_pair(root=str(tmp_path), seed=0, **PAIR)
+        load_images(root=str(tmp_path), seed=0, **PAIR)
     message = str(error.value)
     assert str(tmp_path) in message and "train-images-idx3-ubyte" in message
     assert "t10k-labels-idx1-ubyte" in message and "dataset.root" in message
@@ -80,14 +80,14 @@ def test_failed_download_says_so_clearly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(DataError, match="could not download mnist into .*MNIST/raw.*Error downloading"):
-        load_image_pair(root=str(tmp_path), seed=0, **{**PAIR, "download": True})
+        load_images(root=str(tmp_path), seed=0, **{**PAIR, "download": True})
 
 
 def test_images_and_labels_of_different_lengths_are_refused(tmp_path):
     root = write_fake_dataset(tmp_path)
     shutil.copy(write_fake_dataset(tmp_path / "small", train_count=50) / "train-labels-idx1-ubyte.gz", root)
     with pytest.raises(DataError, match="300 images but .*train-labels-idx1-ubyte.gz has 50 labels"):
-        load_image_pair(root=str(root), seed=0, **PAIR)
+        load_images(root=str(root), seed=0, **PAIR)
 
 
 def test_fashion_mnist_defaults_to_debians_folder_when_installed(tmp_path, monkeypatch):
@@ -96,3 +96,26 @@ def test_fashion_mnist_defaults_to_debians_folder_when_installed(tmp_path, monke
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     assert data.default_root(ImageFamily.fashion_mnist).name == "data"
     assert data.default_root(ImageFamily.mnist).name == "data"
+
+
+def test_all_ten_classes_or_any_subset_labelled_by_position(fake_mnist_root):
+    ten = load_images(root=str(fake_mnist_root), seed=0, **{**PAIR, "classes": list(range(10))})
+    assert (len(ten.train) + len(ten.val), len(ten.test), ten.num_classes) == (300, 100, 10)
+    bands = ten.test.inputs.view(-1, 28, 28)[:, ::2, :].mean(dim=2).argmax(dim=1)  # the bright band's row
+    assert torch.equal(bands, ten.test.labels)
+    subset = load_images(root=str(fake_mnist_root), seed=0, **{**PAIR, "classes": [9, 0, 4]})
+    assert subset.class_names == ("9", "0", "4") and len(subset.test) == 30
+    band_rows = subset.test.inputs.view(-1, 28, 28)[:, ::2, :].mean(dim=2).argmax(dim=1)
+    assert torch.equal(torch.tensor([9, 0, 4])[subset.test.labels], band_rows)  # label i is classes[i]
+
+
+def test_fashion_classes_are_named(tmp_path):
+    root = write_fake_dataset(tmp_path)
+    data = load_images(root=str(root), seed=0, **{**PAIR, "family": "fashion_mnist", "classes": [9, 0]})
+    assert data.class_names == ("ankle boot", "T-shirt")
+
+
+def test_a_class_missing_from_the_files_is_named(tmp_path):
+    root = write_fake_dataset(tmp_path, test_count=7)  # the test labels stop at 6
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz has no examples of class 7, 9"):
+        load_images(root=str(root), seed=0, **{**PAIR, "classes": [7, 1, 9]})

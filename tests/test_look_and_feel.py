@@ -88,3 +88,58 @@ def test_trainer_progress_false_draws_no_bar_even_in_a_terminal(tmp_path):
         "trainer.epochs=300", "trainer.progress=false", f"hydra.run.dir={tmp_path}", terminal=True
     )
     assert code == 0 and "epoch/s" not in screen
+
+
+def colours(image):
+    return {colour for _, colour in image.getcolors(maxcolors=1 << 20)}
+
+
+def test_confusion_matrix_colours_right_answers_green_and_mistakes_red():
+    names = ("T-shirt", "trouser", "ankle boot")  # Fashion's names, the longest among them
+    perfect = pictures.confusion_matrix(np.diag([5, 7, 9]), names)
+    mixed = pictures.confusion_matrix(np.array([[5, 0, 0], [2, 5, 0], [0, 0, 9]]), names)
+    assert perfect.size == mixed.size
+    full_green, full_red = (0, 170, 0), (255, 0, 0)  # a whole row on one cell
+    assert full_green in colours(perfect) and not any(r == 255 and g < 200 for r, g, _ in colours(perfect))
+    assert any(r == 255 and 100 < g < 255 and g == b for r, g, b in colours(mixed))  # 2 of 7 went wrong
+    assert full_red not in colours(mixed)
+
+
+def test_weight_templates_are_one_labelled_map_per_class():
+    weights = np.zeros((3, 28 * 28))
+    for k in range(3):
+        weights[k, k] = 1.0  # class k: one red pixel, its k-th
+    image = pictures.weight_templates(weights, ["a", "b", "c"])
+    tile = 28 * pictures.TEMPLATE_SCALE
+    assert image.width == 8 + 3 * (tile + 8)
+    for k in range(3):
+        x, y = 8 + k * (tile + 8), 40 + 26  # the tile's top-left, below the title and its label
+        assert image.getpixel((x + k * pictures.TEMPLATE_SCALE + 1, y + 1)) == (255, 0, 0)
+        assert image.getpixel((x + tile - 2, y + tile - 2)) == (255, 255, 255)
+
+
+def test_mistakes_grid_widens_its_cells_for_long_class_names():
+    images = np.zeros((2, 28 * 28))
+    short = pictures.mistakes_grid(
+        images, np.array([0, 1]), np.array([1, 0]), np.array([0.6, 0.7]), ("3", "8")
+    )
+    long = pictures.mistakes_grid(images, np.array([0, 1]), np.array([1, 0]), np.array([0.6, 0.7]),
+                                  ("ankle boot", "T-shirt"))  # fmt: skip
+    assert short.width == pictures.GRID_COLUMNS * (28 * pictures.TILE_SCALE + 8) + 8
+    assert long.width > short.width
+
+
+def test_a_ten_class_run_draws_its_confusion_matrix_templates_and_mistakes(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = write_fake_dataset(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    train_here(run_dir, "dataset=mnist", f"dataset.root={root}", "trainer.epochs=1", "optimizer.lr=0.0001")
+    folder = run_dir / "pictures"
+    names = {"loss_curve", "weight_map", "confusion_matrix", "misclassified"}
+    assert {path.stem for path in folder.glob("*.png")} == names
+    tile = 28 * pictures.TEMPLATE_SCALE
+    assert image_size(folder / "weight_map.png") == ("PNG", (8 + 5 * (tile + 8), 40 + 2 * (tile + 34)))
+    accumulator = EventAccumulator(str(event_dir(run_dir)))
+    accumulator.Reload()
+    assert {f"visuals/{name}" for name in names} <= set(accumulator.Tags()["images"])

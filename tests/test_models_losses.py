@@ -14,10 +14,34 @@ def test_both_heads_keep_the_declared_contract():
 
 
 def test_bce_pairs_with_one_logit_and_ce_with_one_per_class():
-    assert BinaryCrossEntropy("sum").num_outputs(2) == 1
-    assert CrossEntropy("sum").num_outputs(2) == 2
-    with pytest.raises(ConfigError, match="loss=ce"):
-        BinaryCrossEntropy("sum").num_outputs(3)
+    assert BinaryCrossEntropy("sum").num_outputs == 1
+    assert CrossEntropy("sum").num_outputs == 2
+    assert BinaryCrossEntropy("sum", num_classes=10).num_outputs == 10  # one-vs-rest
+    assert CrossEntropy("sum", num_classes=10).num_outputs == 10
+
+
+def test_a_head_refuses_one_class_and_a_reduction_that_is_not_one_number():
+    with pytest.raises(ConfigError, match="loss=bce needs at least two classes, the data has 1"):
+        BinaryCrossEntropy("sum", num_classes=1)
+    with pytest.raises(ConfigError, match="loss.reduction must be sum or mean for loss=bce"):
+        BinaryCrossEntropy("none", num_classes=10)
+
+
+def test_one_vs_rest_is_one_binary_loss_per_class_against_one_hot_targets():
+    logits, labels = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.3, -2.0]]), torch.tensor([2, 1])
+    one_hot = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    head = BinaryCrossEntropy("sum", num_classes=3)
+    assert torch.equal(head.prepare_targets(labels), one_hot)
+    per_class = sum(
+        torch.nn.functional.binary_cross_entropy(torch.sigmoid(logits[:, k]), one_hot[:, k], reduction="sum")
+        for k in range(3)
+    )
+    assert head.loss(logits, head.prepare_targets(labels)).item() == pytest.approx(per_class.item(), rel=1e-5)
+    # mean: per example (the K binary losses summed), not over the N*K terms.
+    mean = BinaryCrossEntropy("mean", num_classes=3).loss(logits, labels)  # plain indices work too
+    assert mean.item() == pytest.approx(per_class.item() / 2, rel=1e-5)
+    assert torch.allclose(head.probabilities(logits), torch.sigmoid(logits))  # each class its own sigmoid
+    assert head.predict(logits).tolist() == [0, 1]  # the largest logit, whether or not above zero
 
 
 def test_models_map_features_to_logits():
@@ -43,7 +67,7 @@ def test_ce_with_two_logits_is_bce_on_their_difference():
 def test_probabilities_are_per_class_and_sum_to_one():
     for head, logits in (
         (BinaryCrossEntropy("sum"), torch.randn(4, 1)),
-        (CrossEntropy("sum"), torch.randn(4, 3)),
+        (CrossEntropy("sum", num_classes=3), torch.randn(4, 3)),
     ):
         probabilities = head.probabilities(logits)
         assert probabilities.shape == (4, logits.shape[1] if logits.shape[1] > 1 else 2)

@@ -51,10 +51,19 @@ def test_mnist_pair_on_generated_files_logs_validation_and_test(tmp_path, layout
     run_dir = tmp_path / "run"
     train_here(run_dir, "dataset=mnist_binary", f"dataset.root={tmp_path / 'data'}", "trainer.epochs=5")
     scalars = read_scalars(run_dir)
-    assert set(scalars) == {"train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy"}
+    per_class = {"test/accuracy_per_class/3", "test/accuracy_per_class/8"}
+    assert set(scalars) == {
+        "train/loss",
+        "val/loss",
+        "val/accuracy",
+        "test/loss",
+        "test/accuracy",
+        *per_class,
+    }
     assert [step for step, _ in scalars["val/accuracy"]] == list(range(5))
     metrics = read_metrics(run_dir)
     assert metrics["test/accuracy"] == scalars["test/accuracy"][-1][1] == 1.0  # the bands are easy
+    assert metrics["test/accuracy_per_class"] == {"3": 1.0, "8": 1.0}
     assert "predictions" not in metrics
 
 

@@ -32,7 +32,7 @@ def fit_toy(seed, loss=None, optimizer=torch.optim.SGD, lr=0.01, epochs=1000, ba
     loss = loss or BinaryCrossEntropy("sum")
     data = toy()
     torch.manual_seed(seed)
-    model = LogisticRegression(1, loss.num_outputs(2))
+    model = LogisticRegression(1, loss.num_outputs)
     optimizer = optimizer(model.parameters(), lr=lr)
     return model, collect(train_epochs(model, loss, optimizer, data, epochs, batch_size, generator(seed)))
 
@@ -121,3 +121,22 @@ def test_epochs_resume_from_the_start_epoch_and_the_caller_can_stop_between_them
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     results = train_epochs(model, loss, optimizer, toy(), 10, None, generator(0), start_epoch=7)
     assert [(r.epoch, r.completed) for r in results] == [(7, 8), (8, 9), (9, 10)]
+
+
+def test_ce_on_two_logits_at_lr_trains_their_difference_like_bce_at_twice_lr():
+    # Why experiment=bce_vs_ce compares BCE at lr with CE at lr/2: the logit difference that decides a
+    # pair gets twice CE's step, so the two runs trace the same decision function when started equal.
+    torch.manual_seed(0)
+    inputs, labels = torch.randn(40, 5), torch.randint(0, 2, (40,))
+    data = ClassificationData(Split(inputs, labels), None, None, ("0", "1"))
+    two, one = LogisticRegression(5, 2), LogisticRegression(5, 1)
+    with torch.no_grad():
+        one.linear.weight.copy_(two.linear.weight[1:] - two.linear.weight[:1])
+        one.linear.bias.copy_(two.linear.bias[1:] - two.linear.bias[:1])
+    for model, head, lr in ((two, CrossEntropy("mean"), 0.05), (one, BinaryCrossEntropy("mean"), 0.1)):
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        for _ in train_epochs(model, head, optimizer, data, 30, 8, generator(1)):
+            pass
+    difference = two.linear.weight[1] - two.linear.weight[0]
+    assert torch.allclose(difference, one.linear.weight[0], atol=1e-5)
+    assert torch.allclose(two.linear.bias[1] - two.linear.bias[0], one.linear.bias[0], atol=1e-5)
