@@ -30,6 +30,7 @@ from src.outputs import HyperParameters, RunRecorder, hyperparameters, run_name,
 from src.pictures import run_pictures
 from src.sweep import FailedRun
 from src.trainer import evaluate, fit, predict_probabilities
+from src.trial import PRUNED, PrunedRun, epoch_reporter
 
 register_configs()
 
@@ -63,6 +64,7 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
     history = {tag: [tuple(point) for point in points] for tag, points in state["history"].items()}
     recorder = RunRecorder(run_dir, name, config_yaml, params, state["epoch"], state["metrics"], history)
     progress = EpochProgress(epochs_wanted, state["epoch"], enabled=cfg.trainer.progress)
+    reporter, pruned = epoch_reporter(), []  # inside an Optuna trial: report each epoch, stop if pruned
     with recorder, StopSignals() as stop, progress:
 
         def log(tag: str, value: float, step: int) -> None:
@@ -77,6 +79,11 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
         def after_epoch(epoch: int) -> bool:
             progress.advance()
             stopping = stop.requested  # read once: a signal arriving now must not skip the save
+            value = recorder.final.get(cfg.objective.metric)
+            if reporter and not stopping and value is not None and reporter.should_prune(epoch, value):
+                pruned.append(epoch)
+                save(epoch)
+                return True
             if stopping or epoch % checkpoint_every == 0 or epoch == epochs_wanted:
                 save(epoch)
             return stopping
@@ -88,6 +95,8 @@ def train(cfg: DictConfig, run_dir: Path, name: str, params: HyperParameters) ->
             stop.hand_over()  # under submitit: requeue the job, which resumes from the checkpoint
             signal_name = signal.Signals(stop.signal_number).name
             raise Interrupted(f"stopped by {signal_name} after epoch {epochs}", stop.signal_number)
+        if pruned:
+            return recorder.finish(PRUNED, f"pruned by Optuna after epoch {epochs}")
         extra = {}
         if data.test is not None and data.test.labels is not None:
             for metric, value in evaluate(model, loss_fn, data.test).items():
@@ -158,6 +167,9 @@ def main(cfg: DictConfig) -> float | FailedRun:
         if in_sweep:
             return FailedRun(reason)  # the other jobs still run; the summary lists this one as failed
         sys.exit(user_error.exit_code)
+    if metrics["status"] == PRUNED:
+        print(f"{metrics['reason']}: {cfg.objective.metric}={metrics.get(cfg.objective.metric)}")
+        return PrunedRun(metrics["epochs"], metrics.get(cfg.objective.metric, float("nan")))
     print(summary(metrics, run_dir, time.perf_counter() - started))
     return metrics[cfg.objective.metric]
 
