@@ -246,7 +246,9 @@ class OptunaSearch:
     def open_study(self, sampler: dict, pruner: dict) -> optuna.Study:
         self.storage = storage_spec(self.settings.get("storage"), self.sweep_dir)
         storage = open_storage(self.storage)
-        name, direction = self.settings["study_name"], str(self.settings["direction"])
+        name, direction = self.settings["study_name"], self.settings["direction"]
+        # objective.direction is an enum, which arrives as "Direction.minimize"
+        direction = str(getattr(direction, "name", direction)).rsplit(".", 1)[-1].lower()
         existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
         if name in existing and existing[name].n_trials and not self.resume:
             raise SearchError(

@@ -10,6 +10,7 @@ can stop a hopeless trial early. Hydra imports this module at every start; Optun
 a search runs (_optuna_search.py).
 """
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,10 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        from hydra_plugins.logreg_lab._optuna_search import OptunaSearch
+        from hydra_plugins.logreg_lab._optuna_search import OptunaSearch, SearchError
 
-        OptunaSearch(self.config, self.launcher, **self.settings).run(arguments)
+        try:
+            OptunaSearch(self.config, self.launcher, **self.settings).run(arguments)
+        except SearchError as error:  # the user's to fix: one line, like src.train's errors
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
