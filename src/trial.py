@@ -48,7 +48,7 @@ class EpochReporter:
         if epoch not in self.reported:
             self.trial.report(float(value), step=epoch)
             self.reported.add(epoch)
-        return self.trial.should_prune()
+        return bool(self.trial.should_prune())
 
 
 def epoch_reporter() -> "EpochReporter | None":

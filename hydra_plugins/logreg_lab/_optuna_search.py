@@ -33,6 +33,9 @@ JOURNAL_FILE = "optuna_journal.log"
 RESULTS_FILE = "optimization_results.yaml"
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
+# Samplers whose only state is their random generator: seeded per trial number, so that a resumed search
+# draws what an uninterrupted one would have. (The grid sampler's seed orders its grid once.)
+RESEEDED = ("tpe", "random")
 
 
 class SearchError(ValueError):
@@ -107,7 +110,8 @@ def to_distribution(override: Override) -> tuple[BaseDistribution, dict[Any, str
         step = abs(override.value().step)
         if all(isinstance(v, int) and not isinstance(v, bool) for v in values) and isinstance(step, int):
             return IntDistribution(min(values), max(values), step=step), {}
-        return FloatDistribution(float(min(values)), float(max(values)), step=float(step)), {}
+        low, high = (float(f"{v:.12g}") for v in (min(values), max(values)))  # 0.30000000000000004: 0.3
+        return FloatDistribution(low, high, step=float(step)), {}
     # choice(...), a,b,c, or a shuffled range: categorical. Transformer.encode turns a list or dict
     # choice into its override text, which must be written back unescaped.
     originals = list(override.sweep_iterator())
@@ -234,7 +238,7 @@ class OptunaSearch:
             batch: list[tuple[FrozenTrial | optuna.Trial, bool]] = [(trial, True) for trial in rerun[: self.n_jobs]]
             rerun = rerun[self.n_jobs :]
             while len(batch) < self.n_jobs and to_ask:
-                if "seed" in sampler:
+                if self.settings["sampler"] in RESEEDED:
                     seed = trial_seed(sampler["seed"], len(study.trials))
                     study.sampler = build({**sampler, "seed": seed})
                 batch.append((study.ask(space.distributions), False))

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.logreg_lab.optuna_sweeper.OptunaSweeper"
+    _recursive_: bool = False  # sampler/pruner configs arrive as configs: the jobs rebuild the pruner
     sampler: Any = "tpe"  # tpe | random | grid, or a config with _target_ (e.g. optuna.samplers.GPSampler)
     seed: int | None = None  # seeds the sampler: the same search repeats
     n_startup_trials: int = 10  # TPE: random trials before it models the results
