@@ -69,7 +69,8 @@ def test_the_command_line_wins_over_the_preset_and_a_fixed_value_leaves_the_sear
     space = parse_search_space([*preset, "optimizer.lr=0.1", "optimizer.weight_decay=interval(0, 0.1)"])
     assert space.distributions == {"optimizer.weight_decay": FloatDistribution(0.0, 0.1)}
     assert space.fixed == ["optimizer.lr=0.1"]
-    assert space.overrides({"optimizer.weight_decay": 0.05}) == ["optimizer.weight_decay=0.05", "optimizer.lr=0.1"]
+    expected = ["optimizer.weight_decay=0.05", "optimizer.lr=0.1"]
+    assert space.overrides({"optimizer.weight_decay": 0.05}) == expected
     spaced = parse_search_space(['name=choice("a b",c)'])
     assert spaced.overrides({"name": "a b"}) == ["name=a\\ b"]  # escaped for Hydra's parser
 
@@ -89,7 +90,8 @@ def test_samplers_and_pruners_by_name():
     with pytest.raises(SearchError, match="use one of tpe, random, grid"):
         sampler_config("cmaes-ish", 3, 5, space)
     assert pruner_config("median", 10)["_target_"] == "optuna.pruners.MedianPruner"
-    assert pruner_config("hyperband", 10) == {"_target_": "optuna.pruners.HyperbandPruner", "max_resource": 10}
+    hyperband = {"_target_": "optuna.pruners.HyperbandPruner", "max_resource": 10}  # the epochs
+    assert pruner_config("hyperband", 10) == hyperband
     assert pruner_config("none", 10)["_target_"] == "optuna.pruners.NopPruner"
     with pytest.raises(SearchError, match="use one of median, hyperband, none"):
         pruner_config("sometimes", 10)
@@ -147,10 +149,17 @@ def journal_storage(path):
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
+def saved_study(sweep_dir):
+    """The study a search saved in its sweep folder, read by Optuna's own load_study."""
+    return optuna.load_study(
+        study_name="lr_weight_decay", storage=journal_storage(sweep_dir / "optuna_journal.log")
+    )
+
+
 # --- whole searches -------------------------------------------------------------------------------------
 def search(sweep_dir, *overrides, timeout=300):
-    return run_cli("hparams_search=optuna_lr", "trainer.epochs=30", *overrides, f"hydra.sweep.dir={sweep_dir}",
-                   timeout=timeout)  # fmt: skip
+    overrides = ["hparams_search=optuna_lr", "trainer.epochs=30", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    return run_cli(*overrides, timeout=timeout)
 
 
 def summary_rows(sweep_dir):
@@ -159,18 +168,18 @@ def summary_rows(sweep_dir):
 
 
 def test_a_seeded_search_repeats_exactly_and_optuna_reads_its_study(tmp_path):
-    runs = [search(tmp_path / name, "hydra.sweeper.n_trials=7") for name in ("first", "again")]
+    runs = [search(tmp_path / name, "hydra.sweeper.n_trials=6") for name in ("first", "again")]
     for process in runs:
         assert "Traceback" not in process.stderr, process.stderr
     first, again = (summary_rows(tmp_path / name) for name in ("first", "again"))
-    assert len(first) == 7
+    assert len(first) == 6
     assert [(r["overrides"], r["status"], r["train/loss"]) for r in first.values()] == [
         (r["overrides"], r["status"], r["train/loss"]) for r in again.values()
     ]
     results = yaml.safe_load((tmp_path / "first" / "optimization_results.yaml").read_text())
     study = optuna.load_study(study_name="lr_weight_decay", storage=journal_storage(results["storage"]))
     assert results["storage"] == str(tmp_path / "first" / "optuna_journal.log")
-    assert len(study.trials) == 7 and study.best_value == results["best_value"]
+    assert len(study.trials) == 6 and study.best_value == results["best_value"]
     assert study.best_params == results["best_params"]
     for trial in study.trials:  # each trial is its job: same parameters, same end
         row = first[trial.number]
@@ -190,9 +199,9 @@ def completed_jobs(sweep_dir):
 
 def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     sweep_dir = tmp_path / "search"
-    # 1000 epochs on the toy set: about a second per trial, long enough to be killed mid-trial.
-    args = ["hparams_search=optuna_lr", "trainer.epochs=1000", "trainer.checkpoint_every=20",
-            "hydra.sweeper.pruner=none", "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    # 200 epochs on the toy set: about a second per trial, long enough to be killed mid-search.
+    args = ["hparams_search=optuna_lr", "trainer.epochs=200", "hydra.sweeper.pruner=none",
+            "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
     with (tmp_path / "killed.log").open("w") as log:
         process = subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=REPO, env=env,
@@ -203,24 +212,23 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait()
     before = completed_jobs(sweep_dir)
-    assert 2 <= len(before) < 5, (tmp_path / "killed.log").read_text()
-    killed = optuna.load_study(study_name="lr_weight_decay", storage=journal_storage(sweep_dir / "optuna_journal.log"))
+    assert 2 <= len(before) < 4, (tmp_path / "killed.log").read_text()
+    killed = saved_study(sweep_dir)
     assert {t.state for t in killed.trials} <= {TrialState.COMPLETE, TrialState.RUNNING}
 
     resumed = run_cli(*args, "resume=true")
     assert resumed.returncode == 0, resumed.stderr
-    study = optuna.load_study(study_name="lr_weight_decay", storage=journal_storage(sweep_dir / "optuna_journal.log"))
-    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    study = saved_study(sweep_dir)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     after = completed_jobs(sweep_dir)
-    assert sorted(after) == [0, 1, 2, 3, 4]
+    assert sorted(after) == [0, 1, 2, 3]
     assert {job: after[job] for job in before} == before  # finished trials were not run again
-    assert len(summary_rows(sweep_dir)) == 5
+    assert len(summary_rows(sweep_dir)) == 4
 
-    more = run_cli(*args[:-2], "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep_dir}", "resume=true")
+    more = run_cli(*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}", "resume=true")
     assert more.returncode == 0, more.stderr
-    assert len(optuna.load_study(study_name="lr_weight_decay", storage=journal_storage(
-        sweep_dir / "optuna_journal.log")).trials) == 6  # fmt: skip
+    assert len(saved_study(sweep_dir).trials) == 5
     assert {job: text for job, text in completed_jobs(sweep_dir).items() if job in after} == after
 
     again = run_cli(*args)  # the same command without resume=true does not mix a new search into it
@@ -239,7 +247,7 @@ def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
     )  # fmt: skip
     assert "Traceback" not in process.stderr, process.stderr
     rows = summary_rows(sweep_dir)
-    study = optuna.load_study(study_name="lr_weight_decay", storage=journal_storage(sweep_dir / "optuna_journal.log"))
+    study = saved_study(sweep_dir)
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned and all(t.params["optimizer.lr"] < 1e-6 for t in pruned)
     assert not [t for t in study.trials if t.state == TrialState.FAIL]
@@ -257,13 +265,14 @@ def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
 @pytest.mark.parametrize("launcher", ["hydra/launcher=joblib", "hydra/launcher=submitit_local"])
 def test_parallel_trials_each_report_to_their_own_trial(tmp_path, launcher):
     sweep_dir = tmp_path / "search"
-    process = search(sweep_dir, launcher, "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4",
-                     "hydra.launcher.n_jobs=2" if "joblib" in launcher else "hydra.launcher.tasks_per_node=1")  # fmt: skip
+    parallel = "hydra.launcher.n_jobs=2" if "joblib" in launcher else "hydra.launcher.tasks_per_node=1"
+    process = search(sweep_dir, launcher, parallel, "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4")
     assert "Traceback" not in process.stderr, process.stderr
-    study = optuna.load_study(study_name="lr_weight_decay", storage=journal_storage(sweep_dir / "optuna_journal.log"))
+    study = saved_study(sweep_dir)
     assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
-    for trial in study.trials:
-        assert len(trial.intermediate_values) == json.loads((sweep_dir / str(trial.number) / "metrics.json").read_text())["epochs"]
+    for trial in study.trials:  # each job reported every epoch to its own trial
+        metrics = json.loads((sweep_dir / str(trial.number) / "metrics.json").read_text())
+        assert len(trial.intermediate_values) == metrics["epochs"]
 
 
 def test_a_search_whose_every_trial_failed_ends_like_a_failed_sweep(tmp_path):

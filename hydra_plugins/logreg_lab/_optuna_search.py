@@ -235,7 +235,7 @@ class OptunaSearch:
         log.info(f"study {study.study_name} in {self.storage}: {len(study.trials)} trials so far, "
                  f"{len(rerun)} interrupted to continue, {to_ask} to run")  # fmt: skip
         while rerun or to_ask:
-            batch: list[tuple[FrozenTrial | optuna.Trial, bool]] = [(trial, True) for trial in rerun[: self.n_jobs]]
+            batch: list[tuple[Any, bool]] = [(trial, True) for trial in rerun[: self.n_jobs]]
             rerun = rerun[self.n_jobs :]
             while len(batch) < self.n_jobs and to_ask:
                 if self.settings["sampler"] in RESEEDED:
@@ -262,8 +262,10 @@ class OptunaSearch:
         if name in existing and existing[name].direction.name.lower() != direction:
             raise SearchError(f"study {name!r} was made to {existing[name].direction.name.lower()}, "
                               f"not to {direction}; keep objective.direction")  # fmt: skip
-        study = optuna.create_study(study_name=name, storage=storage, sampler=build(sampler),
-                                    pruner=build(pruner), direction=direction, load_if_exists=True)  # fmt: skip
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=build(sampler), pruner=build(pruner),
+            direction=direction, load_if_exists=True,
+        )  # fmt: skip
         study.set_user_attr("pruner", pruner)  # what the jobs prune with (src/trial.py)
         return study
 

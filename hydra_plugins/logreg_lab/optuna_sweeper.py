@@ -36,7 +36,9 @@ class OptunaSweeperConf:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="logreg_lab")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="logreg_lab"
+)
 
 
 class OptunaSweeper(Sweeper):
