@@ -19,6 +19,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from hydra_plugins.logreg_lab._optuna_search import (
+    OptunaSearch,
     SearchError,
     outcome,
     parse_search_space,
@@ -119,6 +120,21 @@ def test_how_a_job_ends_becomes_a_trial_state():
     assert crashed.state == TrialState.FAIL and "out of memory" in crashed.note
     with pytest.raises(ValueError, match="pruned after epoch 3"):
         float(PrunedRun(3, 0.9))  # a sweeper that does not know it records a failure, not a result
+
+
+def test_an_interrupted_trial_whose_job_had_ended_is_not_run_again(tmp_path):
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "resume": True,
+                               "objective": {"metric": "val/loss", "direction": "minimize"}})  # fmt: skip
+    search = OptunaSearch(config, launcher=None, n_trials=4, n_jobs=1)
+    ends = {0: {"status": "completed", "val/loss": 0.3}, 1: {"status": "pruned", "val/loss": 0.9},
+            2: {"status": "interrupted", "val/loss": 0.5}}  # fmt: skip
+    for number, metrics in ends.items():
+        (tmp_path / str(number)).mkdir()
+        (tmp_path / str(number) / "metrics.json").write_text(json.dumps(metrics))
+    completed, pruned = search.finished_on_disk(0), search.finished_on_disk(1)
+    assert (completed.state, completed.value) == (TrialState.COMPLETE, 0.3)
+    assert pruned.state == TrialState.PRUNED
+    assert search.finished_on_disk(2) is None and search.finished_on_disk(3) is None  # run (again)
 
 
 # --- the job's side: src/trial.py -------------------------------------------------------------------------

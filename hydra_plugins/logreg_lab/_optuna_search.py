@@ -6,6 +6,7 @@ write optimization_results.yaml. The pruner runs in the jobs (src/trial.py), whi
 study's user attribute `pruner`.
 """
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from src.sweep import FailedRun
-from src.trial import TRIAL_ENV, PrunedRun
+from src.trial import PRUNED, TRIAL_ENV, PrunedRun
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ class SearchSpace:
     def overrides(self, params: dict[str, Any]) -> list[str]:
         """Override lines for one trial's parameters, then the fixed ones."""
         lines = []
-        for name in self.distributions:
+        names = [n for n in self.distributions if n in params] + [
+            n for n in params if n not in self.distributions
+        ]
+        for name in names:  # an interrupted trial keeps its parameters, even if the search space changed
             value = params[name]
             text = self.choice_text.get(name, {}).get(value)
             lines.append(f"{name}={text if text is not None else Transformer.str(value)}")
@@ -189,7 +193,7 @@ def outcome(job: JobReturn) -> Outcome:
     except Exception as error:
         return Outcome(TrialState.FAIL, None, f"failed: {type(error).__name__}: {error}")
     if isinstance(result, PrunedRun):
-        return Outcome(TrialState.PRUNED, None, repr(result))
+        return Outcome(TrialState.PRUNED, None, f"pruned after epoch {result.epoch} ({result.value:.6g})")
     if isinstance(result, FailedRun):
         return Outcome(TrialState.FAIL, None, repr(result))
     try:
@@ -239,7 +243,7 @@ class OptunaSearch:
             rerun = rerun[self.n_jobs :]
             while len(batch) < self.n_jobs and to_ask:
                 if self.settings["sampler"] in RESEEDED:
-                    seed = trial_seed(sampler["seed"], len(study.trials))
+                    seed = trial_seed(sampler["seed"], len(study.get_trials(deepcopy=False)))
                     study.sampler = build({**sampler, "seed": seed})
                 batch.append((study.ask(space.distributions), False))
                 to_ask -= 1
@@ -275,7 +279,26 @@ class OptunaSearch:
             return []
         return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
+    def finished_on_disk(self, number: int) -> Outcome | None:
+        """How an interrupted trial's job ended, if it did finish before the search was killed."""
+        metrics_file = self.sweep_dir / str(number) / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        value = metrics.get(self.config.objective.metric)
+        if metrics.get("status") == "completed" and value is not None and math.isfinite(value):
+            return Outcome(TrialState.COMPLETE, value, f"completed before the search stopped: {value:.6g}")
+        if metrics.get("status") == PRUNED:
+            return Outcome(TrialState.PRUNED, None, "pruned before the search stopped")
+        return None  # interrupted, failed while starting, or never started: run it (again)
+
     def run_batch(self, study: optuna.Study, space: SearchSpace, batch: list[tuple[Any, bool]]) -> None:
+        if any(interrupted for _, interrupted in batch):
+            ended = {trial.number: self.finished_on_disk(trial.number) for trial, _ in batch}
+            for trial, _ in batch:
+                if ended[trial.number] is not None:
+                    self.tell(study, trial.number, ended[trial.number])
+            batch = [(trial, interrupted) for trial, interrupted in batch if ended[trial.number] is None]
+            if not batch:
+                return
         overrides = []
         for trial, interrupted in batch:
             number = trial.number
@@ -289,15 +312,17 @@ class OptunaSearch:
         first = min(trial.number for trial, _ in batch)
         returns = self.launcher.launch(overrides, initial_job_idx=first)
         for (trial, _), job in zip(batch, returns, strict=True):
-            result = outcome(job)
-            try:
-                study.tell(trial.number, result.value, state=result.state)
-            except RuntimeError:
-                # The grid sampler stops the study when its grid is done, which only works inside
-                # study.optimize; the trial is recorded all the same.
-                if not isinstance(study.sampler, optuna.samplers.GridSampler):
-                    raise
-            log.info(f"trial {trial.number} {result.note}")
+            self.tell(study, trial.number, outcome(job))
+
+    def tell(self, study: optuna.Study, number: int, result: Outcome) -> None:
+        try:
+            study.tell(number, result.value, state=result.state)
+        except RuntimeError:
+            # The grid sampler stops the study when its grid is done, which only works inside
+            # study.optimize; the trial is recorded all the same.
+            if not isinstance(study.sampler, optuna.samplers.GridSampler):
+                raise
+        log.info(f"trial {number}: {result.note}")
 
     def write_results(self, study: optuna.Study) -> None:
         counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
