@@ -56,9 +56,8 @@ class SearchSpace:
     def overrides(self, params: dict[str, Any]) -> list[str]:
         """Override lines for one trial's parameters, then the fixed ones."""
         lines = []
-        names = [n for n in self.distributions if n in params] + [
-            n for n in params if n not in self.distributions
-        ]
+        known = [name for name in self.distributions if name in params]
+        names = known + [name for name in params if name not in self.distributions]
         for name in names:  # an interrupted trial keeps its parameters, even if the search space changed
             value = params[name]
             text = self.choice_text.get(name, {}).get(value)
