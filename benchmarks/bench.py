@@ -2,6 +2,7 @@
 
     make bench            # or: python -m benchmarks.bench [--repeats 5] [--output BENCHMARKS.md]
     python -m benchmarks.bench --only classes    # the ten-class and pair-recipe lines alone (prints)
+    python -m benchmarks.bench --only optuna    # one line: the Optuna search with and without pruning
 
 Each line times the framework and its baseline in the same run, takes medians over repeats, and prints
 the ratio beside its goal. The MNIST-family lines use Fashion-MNIST 0 vs 6 (Debian's
@@ -17,6 +18,7 @@ import gzip
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -292,6 +294,9 @@ def bench(repeats: int, workdir: Path) -> tuple[list[Row], str]:
     rows.append(
         Row("TensorBoard logging on vs off (toy, 1000 epochs)", on, off, "s", "< 1.10x", on < 1.10 * off)
     )
+
+    # 6. Pruning: a 40-trial Optuna search with the median pruner against the same search without.
+    rows.append(optuna_pruning(workdir))
     return rows, description
 
 
@@ -386,6 +391,41 @@ def bench_classes(workdir: Path) -> list[Row]:
     return rows
 
 
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def optuna_pruning(workdir: Path) -> Row:
+    """A seeded 40-trial Optuna search over lr and weight decay on the pair, median pruner against none."""
+    import yaml
+
+    family, flat, _, _ = pair_source(workdir)
+    dataset = [f"dataset={family}_binary", f"dataset.root={flat}"]
+    if family != "fashion_mnist":  # the MNIST cut: its own recipe, the same search
+        dataset = ["dataset=mnist_binary", f"dataset.root={flat}"]
+    seconds, cpu, best, pruned = {}, {}, {}, {}
+    for pruner in ("median", "none"):
+        sweep_dir = workdir / f"optuna_{pruner}"
+        search = ["hparams_search=optuna_lr", "hydra.sweeper.n_trials=40", f"hydra.sweeper.pruner={pruner}"]
+        command = [sys.executable, "-m", "src.train", *search, *dataset, f"hydra.sweep.dir={sweep_dir}"]
+        start, cpu_start = time.perf_counter(), children_cpu_seconds()
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # not check=True: until the sweep summary knows "pruned", a search with pruned trials exits 1
+        subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds[pruner] = time.perf_counter() - start
+        cpu[pruner] = children_cpu_seconds() - cpu_start  # steadier than wall time on a shared machine
+        results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+        best[pruner], pruned[pruner] = results["best_value"], results["trials"]["pruned"]
+    close = abs(best["median"] - best["none"]) <= 0.002
+    cpu_ratio = cpu["median"] / cpu["none"]
+    note = (f"best val/loss {best['median']:.4f} vs {best['none']:.4f}; {pruned['median']} of 40 pruned; "
+            f"CPU time {cpu['median']:.1f} s vs {cpu['none']:.1f} s ({cpu_ratio:.2f}x)")  # fmt: skip
+    met = seconds["median"] <= 0.5 * seconds["none"] and close
+    name = "Optuna search, 40 trials: median pruner vs none"
+    return Row(name, seconds["median"], seconds["none"], "s", "<= 0.5x, best within 0.002", met, note)
+
+
 def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
     models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
@@ -412,10 +452,14 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians)")
     parser.add_argument("--output", type=Path, default=None, help="default: BENCHMARKS.md (full runs only)")
-    parser.add_argument("--only", choices=["classes"], help="run one section alone and print it")
+    parser.add_argument("--only", choices=["classes", "optuna"], help="run one section alone and print it")
     args = parser.parse_args()
     from benchmarks.bench_sweeps import sweep_rows
 
+    if args.only == "optuna":
+        with tempfile.TemporaryDirectory() as workdir:
+            print(f"Machine: {machine()}\n\n{table([optuna_pruning(Path(workdir))])}")
+        return
     if args.only == "classes":
         with tempfile.TemporaryDirectory() as workdir:
             report = f"Machine: {machine()}\n\n{table(bench_classes(Path(workdir)))}\n"

@@ -57,6 +57,7 @@ from src.rundir import exclusive, previous_run, refuse_to_replace
 from src.stopping import EarlyStopping, build_early_stopping
 from src.sweep import FailedRun, job_line, sweep_overrides, varying_keys
 from src.trainer import train_epochs
+from src.trial import PRUNED, PrunedRun, epoch_reporter
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -198,6 +199,7 @@ def run_epochs(
         if best is not None:
             best.save(context.best_path)
 
+    reporter = epoch_reporter()  # inside an Optuna trial: the objective goes to it each epoch
     first = epochs if stopping is not None and stopping.exhausted else start.epoch  # it stopped already
     results = train_epochs(model, head, optimizer, data, epochs, cfg.trainer.batch_size, shuffle, first)
     with (
@@ -215,10 +217,18 @@ def run_epochs(
             if stopping is not None and stopping.update(result.epoch, metrics[cfg.objective.metric]):
                 best = capture(result.completed, best=None).detached()
             out_of_patience = stopping is not None and stopping.exhausted
+            objective = metrics.get(cfg.objective.metric)
+            pruned = (
+                reporter is not None
+                and objective is not None
+                and reporter.should_prune(result.completed, objective)
+            )
             signalled = stop.requested  # read once: a signal arriving now must not skip the save
             due = result.completed % checkpoint_every == 0 or result.completed == epochs
-            if signalled or out_of_patience or due:
+            if signalled or out_of_patience or pruned or due:
                 save_checkpoint(result.completed)
+            if pruned:  # Optuna's pruner stopped this trial: its files and curve stay as they are
+                return recorder.finish(PRUNED, reason=f"pruned by Optuna after epoch {result.completed}")
             if out_of_patience:  # finished: a signal now has nothing left to interrupt
                 break
             if signalled:
@@ -370,7 +380,7 @@ def record_failure(cfg: DictConfig, context: RunContext, reason: str) -> None:
 @hydra.main(
     version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config"
 )
-def main(cfg: DictConfig) -> float | FailedRun:
+def main(cfg: DictConfig) -> float | FailedRun | PrunedRun:
     """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
     context = RunContext.from_hydra()
     started = time.perf_counter()
@@ -385,11 +395,14 @@ def main(cfg: DictConfig) -> float | FailedRun:
 
 def conclude(
     cfg: DictConfig, context: RunContext, outcome: dict[str, Any] | FailedRun, seconds: float
-) -> float | FailedRun:
+) -> float | FailedRun | PrunedRun:
     """What a finished job says (one line in a sweep, the summary alone) and returns to the sweeper."""
     if isinstance(outcome, FailedRun):
         announce_job(cfg, context, {"status": "failed", "reason": outcome.reason})
         return outcome
+    if outcome["status"] == PRUNED:  # the sweeper records a pruned trial, not a failed one
+        announce_job(cfg, context, outcome)
+        return PrunedRun(outcome["epochs"], outcome.get(cfg.objective.metric, float("nan")))
     if context.in_sweep:  # one line per job; the sweep prints its table and one TensorBoard command
         announce_job(cfg, context, outcome)
     else:
