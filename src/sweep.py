@@ -385,7 +385,7 @@ class SweepSummary(Callback):
         objective = config.objective
         direction = Direction(objective.direction).value
         seeds = (
-            "optuna" not in str(config.hydra.sweeper.get("_target_", "")).lower()
+            "optuna" not in str(config.hydra.get("sweeper", {}).get("_target_", "")).lower()
         )  # trials: no seed groups
         rows, table = write_summary(sweep_dir, objective.metric, direction, by_config=seeds)
         groups = seed_groups(rows) if seeds else {}

@@ -3,10 +3,7 @@
 import csv
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
@@ -29,7 +26,7 @@ from hydra_plugins.logreg_lab._optuna_search import (
 )
 from src.sweep import FailedRun, SweepSummary
 from src.trial import TRIAL_ENV, PrunedRun, epoch_reporter
-from tests.conftest import REPO, read_scalars, run_cli, write_fake_dataset
+from tests.helpers import launch, read_scalars, write_fake_dataset
 
 
 # --- search space -------------------------------------------------------------------------------------
@@ -175,7 +172,7 @@ def saved_study(sweep_dir):
 # --- whole searches -------------------------------------------------------------------------------------
 def search(sweep_dir, *overrides, timeout=300):
     overrides = ["hparams_search=optuna_lr", "trainer.epochs=30", *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    return run_cli(*overrides, timeout=timeout)
+    return launch(*overrides, timeout=timeout)
 
 
 def summary_rows(sweep_dir):
@@ -218,21 +215,18 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     # 200 epochs on the toy set: about a second per trial, long enough to be killed mid-search.
     args = ["hparams_search=optuna_lr", "trainer.epochs=200", "hydra.sweeper.pruner=none",
             "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    with (tmp_path / "killed.log").open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=REPO, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 120
-        while len(completed_jobs(sweep_dir)) < 2 and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    process = launch(*args, wait=False, output=tmp_path / "killed.log")
+    deadline = time.monotonic() + 120
+    while len(completed_jobs(sweep_dir)) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
     before = completed_jobs(sweep_dir)
     assert 2 <= len(before) < 4, (tmp_path / "killed.log").read_text()
     killed = saved_study(sweep_dir)
     assert {t.state for t in killed.trials} <= {TrialState.COMPLETE, TrialState.RUNNING}
 
-    resumed = run_cli(*args, "resume=true")
+    resumed = launch(*args, "resume=true")
     assert resumed.returncode == 0, resumed.stderr
     study = saved_study(sweep_dir)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
@@ -242,19 +236,19 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     assert {job: after[job] for job in before} == before  # finished trials were not run again
     assert len(summary_rows(sweep_dir)) == 4
 
-    more = run_cli(*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}", "resume=true")
+    more = launch(*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}", "resume=true")
     assert more.returncode == 0, more.stderr
     assert len(saved_study(sweep_dir).trials) == 5
     assert {job: text for job, text in completed_jobs(sweep_dir).items() if job in after} == after
 
-    again = run_cli(*args)  # the same command without resume=true does not mix a new search into it
-    assert again.returncode == 2 and "add resume=true to continue it" in again.stderr
+    again = launch(*args)  # the same command without resume=true does not mix a new search into it
+    assert again.returncode == 2 and "add resume=true to finish it" in again.stderr
 
 
 def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
     sweep_dir = tmp_path / "search"
-    process = run_cli(
+    process = launch(
         "hparams_search=optuna_lr", "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=8",
         "trainer.batch_size=16", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=6",
         "optimizer.lr=choice(0.3,0.1,0.05,1e-7,1e-8,1e-9)", "optimizer.weight_decay=0",
@@ -299,7 +293,6 @@ def test_a_search_whose_every_trial_failed_ends_like_a_failed_sweep(tmp_path):
     assert results["best_value"] is None and results["trials"]["fail"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="src/sweep.py (main's refactor) still counts a pruned job as failed")
 def test_a_pruned_job_does_not_fail_the_sweep(tmp_path):
     for job, status in enumerate(["completed", "pruned"]):
         (tmp_path / str(job)).mkdir()
