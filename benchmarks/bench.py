@@ -9,6 +9,7 @@ dataset-fashion-mnist) when installed, otherwise MNIST 3 vs 8 cut from ../shared
 
 import argparse
 import gzip
+import importlib.util
 import os
 import platform
 import shutil
@@ -274,6 +275,12 @@ def bench(repeats: int, workdir: Path) -> tuple[list[Row], str]:
     rows.append(
         Row("TensorBoard logging on vs off (toy, 1000 epochs)", on, off, "s", "< 1.10x", on < 1.10 * off)
     )
+
+    # 6. PyTorch Lightning, the peer users would pick instead (benchmarks/bench_lightning.py; bench extra).
+    if importlib.util.find_spec("lightning") is not None:
+        from benchmarks.bench_lightning import lightning_rows
+
+        rows += lightning_rows(repeats, workdir)
     return rows, description
 
 

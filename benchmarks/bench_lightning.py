@@ -23,7 +23,7 @@ import torch
 
 from benchmarks.bench import REPO, Row, pair_source, run, table
 from src.checkpoint import RunState
-from src.data import ClassificationData, load_image_pair
+from src.data import DEBIAN_FASHION_MNIST, ClassificationData, load_image_pair
 from src.losses import BinaryCrossEntropy
 from src.models import LogisticRegression
 from src.outputs import RunRecorder
@@ -58,8 +58,9 @@ def run_json(command: list[str], cwd: Path) -> dict:
 def sweep_accuracy(sweep_dir: Path, key: str) -> float:
     """Mean test accuracy over a sweep's jobs, from each job's metrics.json."""
     accuracies = [json.loads(path.read_text())[key] for path in sweep_dir.glob("*/metrics.json")]
-    if len(accuracies) != len(SWEEP_LRS.split(",")):
-        raise RuntimeError(f"{sweep_dir}: {len(accuracies)} finished jobs, expected {len(SWEEP_LRS.split(','))}")
+    expected = len(SWEEP_LRS.split(","))
+    if len(accuracies) != expected:
+        raise RuntimeError(f"{sweep_dir}: {len(accuracies)} finished jobs, expected {expected}")
     return statistics.mean(accuracies)
 
 
@@ -89,9 +90,10 @@ def lightning_rows(repeats: int, workdir: Path) -> list[Row]:
     from benchmarks.lightning_baseline import fit_and_test
 
     python, rows = sys.executable, []
+    if not DEBIAN_FASHION_MNIST.is_dir():  # the baseline reads Debian's files, as the project's recipe does
+        print("Lightning lines skipped: apt-get install dataset-fashion-mnist", file=sys.stderr)
+        return []
     family, flat, classes, _ = pair_source(workdir)
-    if family != "fashion_mnist":
-        sys.exit("the Lightning lines need Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
 
     # 1. One run, whole process: `python -m src.train dataset=fashion_mnist_binary` against the script.
     results: dict[str, list[dict]] = {"ours": [], "lightning": []}
@@ -167,9 +169,9 @@ def lightning_rows(repeats: int, workdir: Path) -> list[Row]:
     accuracy = {name: sweep_accuracy(path, "test/accuracy") for name, path in sweep_dirs.items()}
     theirs = sweeps["lightning"]
     for name, goal in (("basic", 0.5), ("vectorized", 0.15)):
+        note = f"mean test accuracy {accuracy[name]:.4f} vs {accuracy['lightning']:.4f}"
         rows.append(Row(f"8-job lr sweep, {name} launcher vs Lightning multirun", sweeps[name], theirs, "s",
-                        f"<= {goal}x", sweeps[name] <= goal * theirs,
-                        f"mean test accuracy {accuracy[name]:.4f} vs {accuracy['lightning']:.4f}"))  # fmt: skip
+                        f"<= {goal}x", sweeps[name] <= goal * theirs, note))  # fmt: skip
     return rows
 
 
@@ -182,7 +184,9 @@ def versions() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:

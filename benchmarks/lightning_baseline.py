@@ -133,11 +133,15 @@ def fit_and_test(lr: float, seed: int, output: Path, root: Path = ROOT, epochs: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=2)  # the project's default seed
     parser.add_argument("--root", type=Path, default=ROOT)
-    parser.add_argument("--output", type=Path, default=None, help="logs and checkpoints (default: a temp dir)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="logs and checkpoints (default: a temp dir)"
+    )
     args = parser.parse_args()
     output = args.output or Path(tempfile.mkdtemp(prefix="lightning-"))
     print(json.dumps(fit_and_test(args.lr, args.seed, output, args.root)))

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from lightning_baseline import fit_and_test  # Python puts the script's own folder on sys.path
 from omegaconf import DictConfig
-
-from lightning_baseline import fit_and_test  # beside this file: Python puts the script's folder on sys.path
 
 
 @hydra.main(version_base="1.3", config_path="lightning_conf", config_name="train")
