@@ -10,6 +10,7 @@ see the same load on a shared machine; each line is the median over repeats.
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -115,6 +116,7 @@ def lightning_rows(repeats: int, workdir: Path) -> list[Row]:
 
     # 2. Training alone, in this process after a warm-up each: the project's epochs against Trainer.fit
     # (validation every epoch, TensorBoard and the final checkpoint in both).
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its banner, once per fit here
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what both do in their own runs
     data = load_image_pair(family, str(flat), classes, 0.1, False, 0.2860, 0.3530, seed=SEED)
