@@ -75,8 +75,10 @@ class VectorizedLauncher(Launcher):
         returns = []
         for position, config in enumerate(configs):
             task = self.task_function if position not in stacked else report(*stacked[position])
-            returns.append(run_job(hydra_context=self.hydra_context, task_function=task, config=config,
-                                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
+            keys = {"job_dir_key": "hydra.sweep.dir", "job_subdir_key": "hydra.sweep.subdir"}
+            returns.append(
+                run_job(hydra_context=self.hydra_context, task_function=task, config=config, **keys)
+            )
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return returns
 
