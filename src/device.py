@@ -38,16 +38,3 @@ def thread_count(setting: str) -> int:
     (a wide MLP at a large batch is where more pay: see BENCHMARKS.md).
     """
     return 1 if setting == "auto" else int(setting)
-
-
-def use_deterministic_algorithms(enabled: bool) -> None:
-    """`trainer.deterministic`: torch.use_deterministic_algorithms, called only to change the setting.
-
-    The call imports torch._inductor (about 900 modules, 1.1 s of a 5.6 s Fashion-MNIST run on the 2-core
-    reference machine), so the default (off, as torch starts) skips it.
-    """
-    if (
-        torch.are_deterministic_algorithms_enabled() != enabled
-        or torch.is_deterministic_algorithms_warn_only_enabled()
-    ):
-        torch.use_deterministic_algorithms(enabled)

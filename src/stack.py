@@ -20,7 +20,7 @@ from src.checkpoint import RunState
 from src.cli import run_guarded
 from src.config import validate
 from src.data import ClassificationData
-from src.device import resolve_device, use_deterministic_algorithms
+from src.device import resolve_device
 from src.errors import TrainingDiverged
 from src.interrupt import StopSignals
 from src.outputs import RunRecorder
@@ -102,7 +102,7 @@ def prepare(
 ) -> Member:
     """What `train` does before its epochs, for one member: check, build, claim, resume or refuse."""
     validate(cfg)
-    use_deterministic_algorithms(cfg.trainer.deterministic)
+    torch.use_deterministic_algorithms(cfg.trainer.deterministic)
     key = (OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
     if key not in datasets:
         datasets[key] = build_data(cfg, resolve_device(cfg.device))

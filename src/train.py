@@ -29,7 +29,6 @@ from src.cli import HeldRunLog, run_guarded
 from src.config import register_configs, validate
 from src.console import EpochProgress, config_tree, summary
 from src.data import ClassificationData
-from src.device import use_deterministic_algorithms
 from src.errors import ConfigError, OutputError
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
@@ -93,7 +92,7 @@ def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | N
     Nothing is written before every check has passed; then `on_start()` is called.
     """
     validate(cfg)
-    use_deterministic_algorithms(cfg.trainer.deterministic)
+    torch.use_deterministic_algorithms(cfg.trainer.deterministic)
     parts = build_components(cfg)
     check_objective(cfg, parts.data)
     optimizer = build_optimizer(cfg, parts.model)
