@@ -15,6 +15,7 @@ same split: MNIST on the t10k cut (first 8000 train, last 2000 test), Fashion-MN
 
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -297,6 +298,12 @@ def bench(repeats: int, workdir: Path) -> tuple[list[Row], str]:
 
     # 6. Pruning: a 40-trial Optuna search with the median pruner against the same search without.
     rows.append(optuna_pruning(workdir))
+
+    # 7. PyTorch Lightning, the peer users would pick instead (benchmarks/bench_lightning.py; bench extra).
+    if importlib.util.find_spec("lightning") is not None:
+        from benchmarks.bench_lightning import lightning_rows
+
+        rows += lightning_rows(repeats, workdir)
     return rows, description
 
 
