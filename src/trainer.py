@@ -165,7 +165,10 @@ def train_stacked_epochs(
     active = list(range(count))
     for data in stack.datas:
         assert data.train.labels is not None, "training needs labels"
-    trains = [Split(data.train.inputs, head.prepare_targets(data.train.labels)) for data in stack.datas]  # type: ignore[arg-type]
+    # Members of one seed share one split: each distinct split is prepared (and held) once.
+    distinct = list({id(data): data for data in stack.datas}.values())
+    which = [next(i for i, data in enumerate(distinct) if data is member) for member in stack.datas]
+    trains = [Split(data.train.inputs, head.prepare_targets(data.train.labels)) for data in distinct]  # type: ignore[arg-type]
     starting = [
         evaluate(model, head, data.train)[LOSS] for model, data in zip(stack.models, stack.datas, strict=True)
     ]
@@ -174,8 +177,8 @@ def train_stacked_epochs(
         members = [stack.models[m] for m in active]
         for model in members:
             model.train()
-        losses = _stacked_epoch(members, head, stack.optimizer, [trains[m] for m in active], batch_size,
-                                [stack.shuffles[m] for m in active]).tolist()  # fmt: skip
+        splits, shuffles = [which[m] for m in active], [stack.shuffles[m] for m in active]
+        losses = _stacked_epoch(members, head, stack.optimizer, trains, splits, batch_size, shuffles).tolist()
         validation = _stacked_evaluate(members, head, [stack.datas[m].val for m in active])
         results: list[EpochResult | TrainingDiverged | None] = [None] * count
         for position, member in enumerate(list(active)):
@@ -220,29 +223,31 @@ def _stacked_epoch(
     head: Head,
     optimizer: torch.optim.Optimizer,
     trains: list[Split],
+    which: list[int],
     batch_size: int | None,
     shuffles: list[torch.Generator],
 ) -> Tensor:
-    """One epoch of every member, each on its own batches (as `train_one_epoch` draws them); returns
-    each member's epoch loss (members,)."""
+    """One epoch of every member on its own batches (as `train_one_epoch` draws them) of its split,
+    `trains[which[member]]`; returns each member's epoch loss (members,)."""
     size = len(trains[0])
-    shared = all(train is trains[0] for train in trains)  # one split: no gather per member
+    shared = len(trains) == 1  # one split for all: batches index it directly
     inputs = trains[0].inputs if shared else torch.stack([train.inputs for train in trains])
     targets = trains[0].labels if shared else torch.stack([train.labels for train in trains])  # type: ignore[misc]
     assert targets is not None
+    split_of = torch.tensor(which, device=inputs.device)
     if batch_size is None or batch_size >= size:
-        batches = [(inputs, targets, True)]
+        batches = [(inputs, targets, True)] if shared else [(inputs[split_of], targets[split_of], False)]
     else:
         device = inputs.device
         orders = torch.stack([torch.randperm(size, generator=shuffle) for shuffle in shuffles]).to(device)
-        members = torch.arange(len(models), device=device).unsqueeze(1)
+        rows = split_of.unsqueeze(1)
         batches = []
         for start in range(0, size, batch_size):
             index = orders[:, start : start + batch_size]  # (members, batch): each member's own examples
             if shared:
                 batches.append((inputs[index], targets[index], False))
             else:
-                batches.append((inputs[members, index], targets[members, index], False))
+                batches.append((inputs[rows, index], targets[rows, index], False))
     loss_of = torch.func.vmap(head.loss, in_dims=(0, None if len(batches) == 1 and shared else 0))
     losses, sizes = [], []
     for batch_inputs, batch_targets, whole in batches:
@@ -265,26 +270,29 @@ def _stacked_epoch(
 def _stacked_evaluate(
     models: list[nn.Module], head: Head, splits: list[Split | None]
 ) -> list[dict[str, float]] | None:
-    """Loss and accuracy of every member on its own labelled split (None when there is none)."""
+    """Loss and accuracy of every member on its own labelled split (None when there is none); the
+    members of one split are evaluated together, on one copy of it."""
     if splits[0] is None:
         return None
     for model in models:
         model.eval()
-    shared = all(split is splits[0] for split in splits)
-    first = splits[0]
-    inputs = first.inputs if shared else torch.stack([split.inputs for split in splits])  # type: ignore[union-attr]
-    labels = first.labels if shared else torch.stack([split.labels for split in splits])  # type: ignore[union-attr, misc]
-    assert labels is not None
-    logits = _stacked_logits(models, inputs, shared=shared)
-    label_dim = None if shared else 0
 
-    def loss(member_logits: Tensor, member_labels: Tensor) -> Tensor:
-        return head.loss(member_logits, head.prepare_targets(member_labels))
+    def loss(member_logits: Tensor, labels: Tensor) -> Tensor:
+        return head.loss(member_logits, head.prepare_targets(labels))
 
-    def accuracy(member_logits: Tensor, member_labels: Tensor) -> Tensor:
-        return (head.predict(member_logits) == member_labels).float().mean()
+    def accuracy(member_logits: Tensor, labels: Tensor) -> Tensor:
+        return (head.predict(member_logits) == labels).float().mean()
 
-    losses = torch.func.vmap(loss, in_dims=(0, label_dim))(logits, labels)
-    accuracies = torch.func.vmap(accuracy, in_dims=(0, label_dim))(logits, labels)
-    pairs = zip(losses.tolist(), accuracies.tolist(), strict=True)
-    return [{LOSS: value, ACCURACY: share} for value, share in pairs]
+    results: list[dict[str, float]] = [{} for _ in models]
+    groups: dict[int, list[int]] = {}
+    for position, split in enumerate(splits):
+        groups.setdefault(id(split), []).append(position)
+    for positions in groups.values():
+        split = splits[positions[0]]
+        assert split is not None and split.labels is not None
+        logits = _stacked_logits([models[p] for p in positions], split.inputs, shared=True)
+        losses = torch.func.vmap(loss, in_dims=(0, None))(logits, split.labels).tolist()
+        accuracies = torch.func.vmap(accuracy, in_dims=(0, None))(logits, split.labels).tolist()
+        for position, value, share in zip(positions, losses, accuracies, strict=True):
+            results[position] = {LOSS: value, ACCURACY: share}
+    return results
