@@ -235,29 +235,35 @@ def _stacked_epoch(
     targets = trains[0].labels if shared else torch.stack([train.labels for train in trains])  # type: ignore[misc]
     assert targets is not None
     split_of = torch.tensor(which, device=inputs.device)
+    batches: Iterator[tuple[Tensor, Tensor, bool]]  # inputs, targets, and whether every member shares them
     if batch_size is None or batch_size >= size:
-        batches = [(inputs, targets, True)] if shared else [(inputs[split_of], targets[split_of], False)]
+        batches = iter([(inputs, targets, True) if shared else (inputs[split_of], targets[split_of], False)])
     else:
-        device = inputs.device
-        orders = torch.stack([torch.randperm(size, generator=shuffle) for shuffle in shuffles]).to(device)
+        orders = torch.stack([torch.randperm(size, generator=shuffle) for shuffle in shuffles]).to(
+            inputs.device
+        )
+        # One seed: every member draws the same batches, so one copy of each serves them all.
+        one_order = shared and bool((orders == orders[0]).all())
         rows = split_of.unsqueeze(1)
-        batches = []
-        for start in range(0, size, batch_size):
+
+        def gather(start: int) -> tuple[Tensor, Tensor, bool]:  # just before use, as train_one_epoch does
             index = orders[:, start : start + batch_size]  # (members, batch): each member's own examples
+            if one_order:
+                return inputs[index[0]], targets[index[0]], True
             if shared:
-                batches.append((inputs[index], targets[index], False))
-            else:
-                batches.append((inputs[rows, index], targets[rows, index], False))
-    loss_of = torch.func.vmap(head.loss, in_dims=(0, None if len(batches) == 1 and shared else 0))
+                return inputs[index], targets[index], False
+            return inputs[rows, index], targets[rows, index], False
+
+        batches = (gather(start) for start in range(0, size, batch_size))
     losses, sizes = [], []
-    for batch_inputs, batch_targets, whole in batches:
+    for batch_inputs, batch_targets, common in batches:
         optimizer.zero_grad()
-        logits = _stacked_logits(models, batch_inputs, shared=whole and shared)
-        member_losses = loss_of(logits, batch_targets)
+        logits = _stacked_logits(models, batch_inputs, shared=common)
+        member_losses = torch.func.vmap(head.loss, in_dims=(0, None if common else 0))(logits, batch_targets)
         member_losses.sum().backward()  # each member's gradient is its own loss's
         optimizer.step()
         losses.append(member_losses.detach())
-        sizes.append(batch_targets.shape[-1])
+        sizes.append(batch_targets.shape[0] if common else batch_targets.shape[1])
     stacked = torch.stack(losses)  # (batches, members)
     if len(losses) == 1:
         return stacked[0]
