@@ -55,20 +55,29 @@ def train_epochs(
     for epoch in range(start_epoch, epochs):
         model.train()
         train_loss = train_one_epoch(model, head, optimizer, train, batch_size, shuffle)
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"training diverged: {TRAIN_LOSS} became {train_loss} at epoch {epoch}; "
-                "lower optimizer.lr or use loss.reduction=mean"
-            )
-        if epoch == epochs - 1 and train_loss > EXPLODED * max(starting_loss, 1.0):
-            raise TrainingDiverged(
-                f"training diverged: {TRAIN_LOSS} grew from {starting_loss:.4g} to {train_loss:.4g} by "
-                f"epoch {epoch}; lower optimizer.lr"
-            )
+        diverged = divergence(train_loss, starting_loss, epoch, epochs)
+        if diverged is not None:
+            raise diverged
         metrics = {TRAIN_LOSS: train_loss}
         if data.val is not None:
             metrics |= tagged(VAL, evaluate(model, head, data.val))
         yield EpochResult(epoch, metrics)
+
+
+def divergence(loss: float, starting_loss: float, epoch: int, epochs: int) -> TrainingDiverged | None:
+    """Why epoch `epoch`'s loss means the run diverged: not finite, or (at the last epoch) EXPLODED times
+    above where it started; None while it trains."""
+    if not math.isfinite(loss):
+        return TrainingDiverged(
+            f"training diverged: {TRAIN_LOSS} became {loss} at epoch {epoch}; "
+            "lower optimizer.lr or use loss.reduction=mean"
+        )
+    if epoch == epochs - 1 and loss > EXPLODED * max(starting_loss, 1.0):
+        return TrainingDiverged(
+            f"training diverged: {TRAIN_LOSS} grew from {starting_loss:.4g} to {loss:.4g} by epoch {epoch}; "
+            "lower optimizer.lr"
+        )
+    return None
 
 
 def train_one_epoch(
@@ -183,19 +192,14 @@ def train_stacked_epochs(
         results: list[EpochResult | TrainingDiverged | None] = [None] * count
         for position, member in enumerate(list(active)):
             loss = losses[position]
-            if not math.isfinite(loss):
-                failure = f"became {loss} at epoch {epoch}; lower optimizer.lr or use loss.reduction=mean"
-            elif epoch == epochs - 1 and loss > EXPLODED * max(starting[member], 1.0):
-                failure = (
-                    f"grew from {starting[member]:.4g} to {loss:.4g} by epoch {epoch}; lower optimizer.lr"
-                )
-            else:
+            diverged = divergence(loss, starting[member], epoch, epochs)
+            if diverged is None:
                 metrics = {TRAIN_LOSS: loss}
                 if validation is not None:
                     metrics |= tagged(VAL, validation[position])
                 results[member] = EpochResult(epoch, metrics)
                 continue
-            results[member] = TrainingDiverged(f"training diverged: {TRAIN_LOSS} {failure}")
+            results[member] = diverged
             active.remove(member)  # out of the stack: its parameters no longer step
             stack.optimizer.param_groups.remove(groups[member])
         yield results
