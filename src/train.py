@@ -78,15 +78,23 @@ class RunContext:
 
     @classmethod
     def from_hydra(cls) -> "RunContext":
+        """The running job's, from Hydra's global state."""
         hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
+        saved = HydraConfig.instance().cfg
+        assert isinstance(saved, DictConfig)
+        return cls.from_settings(hydra_cfg, Path(hydra_cfg.runtime.output_dir), saved)
+
+    @classmethod
+    def from_settings(cls, hydra_cfg: DictConfig, run_dir: Path, saved: DictConfig) -> "RunContext":
+        """A job's, from its `hydra` settings (a launcher may need it before Hydra runs the job); `saved`
+        is what .hydra/hydra.yaml holds."""
         in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
         return cls(
             run_dir=run_dir,
             overrides=list(hydra_cfg.overrides.task),
             choices={key: str(value) for key, value in hydra_cfg.runtime.choices.items()},
             in_sweep=in_sweep,
-            hydra_config=HydraConfig.instance().cfg,  # type: ignore[arg-type]
+            hydra_config=saved,
             log_file=run_dir / f"{hydra_cfg.job.name}.log",
             swept=set(varying_keys(Path(hydra_cfg.sweep.dir))) if in_sweep else None,
             cores_share=cores_share(hydra_cfg.launcher) if in_sweep else None,

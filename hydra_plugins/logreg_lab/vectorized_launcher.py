@@ -101,21 +101,12 @@ def task_config(config: DictConfig) -> DictConfig:
 
 def job_context(config: DictConfig) -> Any:
     """What Hydra would tell the job about itself (src.train.RunContext), before Hydra runs it."""
-    from src.sweep import varying_keys
     from src.train import RunContext
 
     hydra = config.hydra
-    sweep_dir = Path(str(hydra.sweep.dir))
-    run_dir = sweep_dir / str(hydra.sweep.subdir)
-    return RunContext(
-        run_dir=run_dir,
-        overrides=list(hydra.overrides.task),
-        choices={key: str(value) for key, value in hydra.runtime.choices.items()},
-        in_sweep=True,
-        hydra_config=OmegaConf.create({"hydra": OmegaConf.to_container(hydra, resolve=False)}),
-        log_file=run_dir / f"{hydra.job.name}.log",
-        swept=set(varying_keys(sweep_dir)),
-    )
+    run_dir = Path(str(hydra.sweep.dir)) / str(hydra.sweep.subdir)
+    saved = OmegaConf.create({"hydra": OmegaConf.to_container(hydra, resolve=False)})
+    return RunContext.from_settings(hydra, run_dir, saved)
 
 
 def report(outcome: Any, seconds: float) -> TaskFunction:
