@@ -65,20 +65,21 @@ def sweep_definition(config: DictConfig) -> dict[str, Any]:
     return {"overrides": overrides, "params": params, "varying": list(dict.fromkeys(varying))}
 
 
-def sweep_overrides(sweep_dir: Path) -> list[str]:
-    """The command-line overrides that made the sweep in `sweep_dir` (from sweep.yaml)."""
+def read_sweep_record(sweep_dir: Path, key: str) -> list[str]:
+    """One list from the sweep.yaml of the sweep in `sweep_dir` (empty when there is none)."""
     record = sweep_dir / SWEEP_RECORD
     held = OmegaConf.to_container(OmegaConf.load(record)) if record.is_file() else {}
-    return [str(o) for o in held.get("overrides", [])] if isinstance(held, dict) else []
+    return [str(item) for item in held.get(key, [])] if isinstance(held, dict) else []
+
+
+def sweep_overrides(sweep_dir: Path) -> list[str]:
+    """The command-line overrides that made the sweep in `sweep_dir`."""
+    return read_sweep_record(sweep_dir, "overrides")
 
 
 def varying_keys(sweep_dir: Path) -> list[str]:
-    """The keys whose values differ between the jobs of the sweep in `sweep_dir` (from sweep.yaml)."""
-    record = sweep_dir / SWEEP_RECORD
-    if not record.is_file():
-        return []
-    held = OmegaConf.to_container(OmegaConf.load(record))
-    return [str(key) for key in held.get("varying", [])] if isinstance(held, dict) else []
+    """The keys whose values differ between the jobs of the sweep in `sweep_dir`."""
+    return read_sweep_record(sweep_dir, "varying")
 
 
 def shown_overrides(overrides: list[str], varying: list[str]) -> str:
