@@ -340,6 +340,7 @@ class SweepSummary(Callback):
             self._claim(sweep_dir, config)
             check_once(config)
         except UserError as error:  # refused: the folder stays as it was
+            self._release()
             print(f"error: {error}", file=sys.stderr)
             sys.exit(error.exit_code)
         record = OmegaConf.to_yaml(OmegaConf.create(sweep_definition(config)))
@@ -379,7 +380,15 @@ class SweepSummary(Callback):
                 f"{sweep_dir} holds job folders of an unknown sweep; choose another hydra.sweep.dir"
             )
 
+    def _release(self) -> None:
+        """Let the sweep folder go (a process's end does it too; a program that runs sweeps one after
+        another, like the tests, needs it now)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release()
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return

@@ -1,10 +1,18 @@
 """What tests share: generated idx data, composed configs, training in this process, and one way to
 start the real commands in a process of their own."""
 
+import io
+import logging
 import os
 import pty
+import runpy
+import signal
 import subprocess
 import sys
+import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +113,88 @@ def run_here(run_dir: Path, *overrides: str) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     return 0
+
+
+# --- the real commands, in this process -----------------------------------------------------------
+def command_here(
+    *args: str, module: str = "src.train", cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS` as `python -m` runs it (runpy, as `__main__`), in this process: its exit
+    code, stdout and stderr, as `launch` would give them, without the ~3 s a new process spends
+    importing torch. What needs a process of its own (signals, a terminal, worker processes, a kill,
+    two runs at once) uses `launch`."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with _like_a_new_process([module, *args], cwd, env), redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as stop:
+            code = _exit_code(stop.code)
+        except Exception:  # what the interpreter does with an exception nothing caught
+            traceback.print_exc()
+            code = 1
+    return subprocess.CompletedProcess(
+        ["python", "-m", module, *args], code, stdout.getvalue(), stderr.getvalue()
+    )
+
+
+def _exit_code(code: object) -> int:
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)  # sys.exit("message"): printed, and the status is 1
+    return 1
+
+
+@contextmanager
+def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] | None) -> Iterator[None]:
+    """What a command may change in a process (arguments, folder, environment, logging, signal handlers,
+    Hydra's singletons, torch's threads), set as a new process has it and put back afterwards."""
+    import copy
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
+
+    saved_argv, saved_cwd, saved_environ = sys.argv[:], os.getcwd(), dict(os.environ)
+    singletons = copy.deepcopy(Singleton.get_state())
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    saved_loggers = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers]
+    handlers = {
+        number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+    }
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    logging.getLogger().handlers.clear()  # the command configures its own logging, as in a new process
+    sys.argv = list(argv)
+    os.environ.update({"HYDRA_FULL_ERROR": "0", **(env or {})})
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():
+            # runpy's note that the module was imported before: the tests import it, `python -m` does not.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
+            yield
+    finally:
+        for logger in [logging.getLogger()] + [
+            lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+        ]:
+            for handler in logger.handlers:
+                handler.close()  # the run's train.log, opened by the command's logging
+        for logger, level, old_handlers, propagate, disabled in saved_loggers:
+            logger.setLevel(level)
+            logger.handlers[:] = old_handlers
+            logger.propagate, logger.disabled = propagate, disabled
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        GlobalHydra.instance().clear()
+        Singleton.set_state(singletons)
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        sys.argv = saved_argv
 
 
 # --- the real commands, in their own process -------------------------------------------------------

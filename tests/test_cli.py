@@ -1,13 +1,14 @@
-"""The real command in its own process, for what needs one: output, exit codes, the log, concurrency."""
+"""The real command as a user types it: output, exit codes, the log (in this process), and concurrency
+(two processes)."""
 
 import pytest
 
-from tests.helpers import launch, read_metrics, tutorial_run
+from tests.helpers import command_here, launch, read_metrics, tutorial_run
 
 
 def test_the_default_run_prints_the_tree_what_it_learned_and_where_it_is(tmp_path):
     run_dir = tmp_path / "run"
-    process = launch(f"hydra.run.dir={run_dir}")
+    process = command_here(f"hydra.run.dir={run_dir}")
     assert process.returncode == 0, process.stderr
     _, w, b = tutorial_run(seed=2)
     assert f"w = {w:.4f}" in process.stdout and f"b = {b:.4f}" in process.stdout
@@ -33,7 +34,7 @@ def test_the_default_run_prints_the_tree_what_it_learned_and_where_it_is(tmp_pat
     ],
 )
 def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, overrides, message):
-    process = launch(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    process = command_here(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert process.returncode != 0
     assert message in process.stderr and "Traceback" not in process.stderr
     if message.startswith("error: "):
@@ -43,7 +44,7 @@ def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, overrides, me
 def test_a_bug_is_one_line_on_screen_and_a_traceback_in_the_log(tmp_path):
     # A target that cannot take the dataset's arguments stands in for a programming error.
     run_dir = tmp_path / "run"
-    process = launch("dataset._target_=builtins.len", f"hydra.run.dir={run_dir}")
+    process = command_here("dataset._target_=builtins.len", f"hydra.run.dir={run_dir}")
     assert process.returncode == 1
     (line,) = process.stderr.strip().splitlines()
     assert line.startswith("error: ") and f"the traceback is in {run_dir / 'train.log'}" in line

@@ -26,7 +26,7 @@ from hydra_plugins.logreg_lab._optuna_search import (
 )
 from src.sweep import FailedRun, SweepSummary
 from src.trial import TRIAL_ENV, PrunedRun, epoch_reporter
-from tests.helpers import launch, read_scalars, write_fake_dataset
+from tests.helpers import command_here, launch, read_scalars, write_fake_dataset
 
 
 # --- search space -------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def saved_study(sweep_dir):
 # --- whole searches -------------------------------------------------------------------------------------
 def search(sweep_dir, *overrides, timeout=300):
     overrides = ["hparams_search=optuna_lr", "trainer.epochs=30", *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    return launch(*overrides, timeout=timeout)
+    return command_here(*overrides)
 
 
 def summary_rows(sweep_dir):
@@ -226,7 +226,7 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     killed = saved_study(sweep_dir)
     assert {t.state for t in killed.trials} <= {TrialState.COMPLETE, TrialState.RUNNING}
 
-    resumed = launch(*args, "resume=true")
+    resumed = command_here(*args, "resume=true")
     assert resumed.returncode == 0, resumed.stderr
     study = saved_study(sweep_dir)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
@@ -236,19 +236,19 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     assert {job: after[job] for job in before} == before  # finished trials were not run again
     assert len(summary_rows(sweep_dir)) == 4
 
-    more = launch(*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}", "resume=true")
+    more = command_here(*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}", "resume=true")
     assert more.returncode == 0, more.stderr
     assert len(saved_study(sweep_dir).trials) == 5
     assert {job: text for job, text in completed_jobs(sweep_dir).items() if job in after} == after
 
-    again = launch(*args)  # the same command without resume=true does not mix a new search into it
+    again = command_here(*args)  # the same command without resume=true does not mix a new search into it
     assert again.returncode == 2 and "add resume=true to finish it" in again.stderr
 
 
 def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
     sweep_dir = tmp_path / "search"
-    process = launch(
+    process = command_here(
         "hparams_search=optuna_lr", "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=8",
         "trainer.batch_size=16", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=6",
         "optimizer.lr=choice(0.3,0.1,0.05,1e-7,1e-8,1e-9)", "optimizer.weight_decay=0",
@@ -276,10 +276,10 @@ def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
 def test_parallel_trials_each_report_to_their_own_trial(tmp_path, launcher):
     sweep_dir = tmp_path / "search"
     parallel = "hydra.launcher.n_jobs=2" if "joblib" in launcher else "hydra.launcher.tasks_per_node=1"
-    process = search(sweep_dir, launcher, parallel, "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4")
+    process = search(sweep_dir, launcher, parallel, "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2")
     assert "Traceback" not in process.stderr, process.stderr
-    study = saved_study(sweep_dir)
-    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
+    study = saved_study(sweep_dir)  # one batch: two trials trained at once
+    assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
     for trial in study.trials:  # each job reported every epoch to its own trial
         metrics = json.loads((sweep_dir / str(trial.number) / "metrics.json").read_text())
         assert len(trial.intermediate_values) == metrics["epochs"]

@@ -8,7 +8,7 @@ import torch
 
 from src.checkpoint import CheckpointError
 from src.evaluate import evaluate_checkpoint
-from tests.helpers import launch, read_metrics, read_scalars, train_here, write_fake_dataset
+from tests.helpers import command_here, launch, read_metrics, read_scalars, train_here, write_fake_dataset
 
 
 def interrupt_after_first_checkpoint(process, run_dir, signal_number):
@@ -122,19 +122,19 @@ def _write_hydra_config(run_dir, *overrides):
 
 def test_evaluate_predicts_the_toy_input_from_the_command_line(tmp_path):
     run_dir = tmp_path / "run"
-    assert launch(f"hydra.run.dir={run_dir}", "trainer.epochs=50").returncode == 0
-    process = launch(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
+    assert command_here(f"hydra.run.dir={run_dir}", "trainer.epochs=50").returncode == 0
+    process = command_here(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
     assert process.returncode == 0, process.stderr
     import json
 
     predicted = json.loads(process.stdout)["predictions"]["4.0"]
     assert predicted == read_metrics(run_dir)["predictions"]["4.0"]
-    missing = launch("ckpt_path=nope.pt", module="src.evaluate")
+    missing = command_here("ckpt_path=nope.pt", module="src.evaluate")
     assert (missing.returncode, missing.stderr.strip()) == (
         2,
         "error: nope.pt does not exist; give a run's checkpoints/last.pt",
     )
-    assert launch("--help", module="src.evaluate").returncode == 0
+    assert command_here("--help", module="src.evaluate").returncode == 0
 
 
 def test_a_job_requeued_by_slurm_resumes_by_itself(tmp_path, monkeypatch, caplog):

@@ -8,7 +8,7 @@ import pytest
 
 from src.errors import ConfigError, DataError, OutputError, TrainingDiverged
 from src.rundir import exclusive
-from tests.helpers import launch, read_metrics, read_scalars, run_here, train_here
+from tests.helpers import command_here, read_metrics, read_scalars, run_here, train_here
 
 
 def fingerprint(folder):
@@ -29,14 +29,14 @@ def test_rerunning_into_a_finished_run_is_refused_and_leaves_it_untouched(tmp_pa
 
 def test_rejected_commands_do_not_touch_an_earlier_run(tmp_path):
     run_dir = tmp_path / "run"
-    assert launch("trainer.epochs=5", f"hydra.run.dir={run_dir}").returncode == 0
+    assert command_here("trainer.epochs=5", f"hydra.run.dir={run_dir}").returncode == 0
     before = fingerprint(run_dir)
     for overrides in (["trainer.epochs=0"], ["seed=7", "resume=true"], ["trainer.epochs=5"]):
-        process = launch(*overrides, f"hydra.run.dir={run_dir}")
+        process = command_here(*overrides, f"hydra.run.dir={run_dir}")
         assert process.returncode == 2 and len(process.stderr.strip().splitlines()) == 1, process.stderr
         assert process.stdout == ""  # no config tree before a refusal
     assert fingerprint(run_dir) == before
-    evaluated = launch(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
+    evaluated = command_here(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
     assert evaluated.returncode == 0, evaluated.stderr
 
 

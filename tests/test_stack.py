@@ -9,7 +9,15 @@ from src.evaluate import evaluate_checkpoint
 from src.stack import stack_key, train_stack
 from src.sweep import FailedRun
 from src.train import RunContext
-from tests.helpers import compose_with_choices, launch, read_metrics, read_scalars, train_here, tutorial_run
+from tests.helpers import (
+    command_here,
+    compose_with_choices,
+    launch,
+    read_metrics,
+    read_scalars,
+    train_here,
+    tutorial_run,
+)
 
 
 def stacked(tmp_path, common, variants):
@@ -103,8 +111,8 @@ def test_lbfgs_never_stacks():
 
 def test_the_vectorized_launcher_runs_a_sweep_with_stacked_and_solo_jobs(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    process = launch("-m", "hydra/launcher=vectorized", "optimizer=sgd,lbfgs", "optimizer.lr=0.01,0.5",
-                     "trainer.epochs=20", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+    process = command_here("-m", "hydra/launcher=vectorized", "optimizer=sgd,lbfgs", "optimizer.lr=0.01,0.5",
+                           "trainer.epochs=20", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     assert process.returncode == 0, process.stderr
     lines = [line for line in process.stdout.splitlines() if line.startswith("#")]
     assert [line.split()[0] for line in lines] == ["#0", "#1", "#2", "#3"]
@@ -122,8 +130,8 @@ def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp
     import time
 
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=vectorized", "optimizer.lr=0.01,0.05", "trainer.epochs=1500",
-            "trainer.checkpoint_every=100", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    args = ["-m", "hydra/launcher=vectorized", "optimizer.lr=0.01,0.05", "trainer.epochs=600",
+            "trainer.checkpoint_every=50", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     process = launch(*args, wait=False)
     deadline = time.monotonic() + 120
     while not (sweep_dir / "1" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
@@ -137,7 +145,7 @@ def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp
     ]
     assert "resume=true" in err.strip().splitlines()[-1] and "Traceback" not in err
 
-    resumed = launch(*args, "resume=true")
+    resumed = command_here(*args, "resume=true")
     assert resumed.returncode == 0, resumed.stderr
-    train_here(tmp_path / "alone", "optimizer.lr=0.05", "trainer.epochs=1500")
+    train_here(tmp_path / "alone", "optimizer.lr=0.05", "trainer.epochs=600")
     assert_same_numbers(sweep_dir / "1", tmp_path / "alone")

@@ -9,6 +9,7 @@ study's user attribute `pruner`.
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,15 @@ def storage_spec(storage: str | None, sweep_dir: Path) -> str:
     return storage if "://" in storage else str(Path(storage).resolve())
 
 
+def clear_stale_lock(spec: str, sweep_dir: Path) -> None:
+    """Remove the journal's lock left by a search killed while it wrote (SIGKILL, out of memory), which
+    Optuna would wait 30 s for before taking it over. A journal inside the sweep folder belongs to this
+    sweep alone (the folder is held), and no trial runs yet, so such a lock is stale."""
+    lock = Path(spec + ".lock")  # where JournalFileBackend's default lock lives
+    if lock.parent == sweep_dir.resolve() and os.path.lexists(lock):  # the lock may be a dangling link
+        lock.unlink()
+
+
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
     if "://" in spec:
         return optuna.storages.RDBStorage(spec)
@@ -252,6 +262,7 @@ class OptunaSearch:
 
     def open_study(self, sampler: dict, pruner: dict) -> optuna.Study:
         self.storage = storage_spec(self.settings.get("storage"), self.sweep_dir)
+        clear_stale_lock(self.storage, self.sweep_dir)
         storage = open_storage(self.storage)
         name, direction = self.settings["study_name"], self.settings["direction"]
         # objective.direction is an enum, which arrives as "Direction.minimize"
