@@ -24,8 +24,8 @@ def interrupt_after_first_checkpoint(process, run_dir, signal_number):
 @pytest.fixture
 def fake_run_args(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
-    return ["dataset=mnist_binary", f"dataset.root={root}", "trainer.batch_size=8", "trainer.epochs=400",
-            "trainer.checkpoint_every=20"]  # fmt: skip
+    return ["dataset=mnist_binary", f"dataset.root={root}", "trainer.batch_size=8", "trainer.epochs=150",
+            "trainer.checkpoint_every=10"]  # fmt: skip
 
 
 def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
@@ -35,7 +35,7 @@ def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
     )
     assert code == 130, err
     metrics = read_metrics(stopped)
-    assert metrics["status"] == "interrupted" and 20 <= metrics["epochs"] < 400
+    assert metrics["status"] == "interrupted" and 10 <= metrics["epochs"] < 150
     assert "resume with:" in err and "resume=true" in err and "Traceback" not in err
     resume_command = err.strip().splitlines()[-1].split()
     assert resume_command[:3] == ["python", "-m", "src.train"]
