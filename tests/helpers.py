@@ -1,5 +1,5 @@
-"""What tests share: generated idx data, composed configs, training in this process, and one way to
-start the real commands in a process of their own."""
+"""What tests share: generated idx data, composed configs, training and the real commands in this
+process, and one way to start a command in a process of its own."""
 
 import io
 import logging
@@ -9,6 +9,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -117,25 +118,44 @@ def run_here(run_dir: Path, *overrides: str) -> int:
 
 # --- the real commands, in this process -----------------------------------------------------------
 def command_here(
-    *args: str, module: str = "src.train", cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+    *args: str,
+    module: str = "src.train",
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    terminal: bool = False,
+) -> Any:
     """`python -m MODULE ARGS` as `python -m` runs it (runpy, as `__main__`), in this process: its exit
-    code, stdout and stderr, as `launch` would give them, without the ~3 s a new process spends
-    importing torch. What needs a process of its own (signals, a terminal, worker processes, a kill,
-    two runs at once) uses `launch`."""
+    code, stdout and stderr in a CompletedProcess, as `launch` gives them, without the ~3 s a new
+    process spends importing torch. terminal=True: both on a pseudo-terminal 110 columns wide; returns
+    (exit code, everything drawn on it). What needs a process of its own (signals, a kill, worker
+    processes, two runs at once) uses `launch`."""
+    command = ["python", "-m", module, *args]
+    if terminal:
+        controller, child = _open_terminal()
+        drawn: list[bytes] = []
+        reader = threading.Thread(target=_read_terminal, args=(controller, drawn))
+        reader.start()
+        with open(child, "w", buffering=1) as screen:
+            code = _run_module_here(module, args, cwd, env, screen, screen)
+        reader.join()
+        return code, b"".join(drawn).decode()
     stdout, stderr = io.StringIO(), io.StringIO()
+    code = _run_module_here(module, args, cwd, env, stdout, stderr)
+    return subprocess.CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
+
+
+def _run_module_here(
+    module: str, args: tuple[str, ...], cwd: Path | None, env: dict[str, str] | None, stdout: Any, stderr: Any
+) -> int:
     with _like_a_new_process([module, *args], cwd, env), redirect_stdout(stdout), redirect_stderr(stderr):
         try:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
-            code = 0
         except SystemExit as stop:
-            code = _exit_code(stop.code)
+            return _exit_code(stop.code)
         except Exception:  # what the interpreter does with an exception nothing caught
             traceback.print_exc()
-            code = 1
-    return subprocess.CompletedProcess(
-        ["python", "-m", module, *args], code, stdout.getvalue(), stderr.getvalue()
-    )
+            return 1
+    return 0
 
 
 def _exit_code(code: object) -> int:
@@ -199,55 +219,46 @@ def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] |
 
 # --- the real commands, in their own process -------------------------------------------------------
 def launch(
-    *args: str,
-    module: str = "src.train",
-    cwd: Path = REPO,
-    env: dict[str, str] | None = None,
-    wait: bool = True,
-    terminal: bool = False,
-    timeout: float = 300,
-    output: Path | None = None,
-) -> Any:
-    """Start `python -m MODULE ARGS` as a user would. wait=True: the finished CompletedProcess (text
-    output captured). wait=False: the running Popen (its output piped, or written to `output`).
-    terminal=True: on a pseudo-terminal 110 columns wide; returns (exit code, everything drawn on it)."""
+    *args: str, module: str = "src.train", cwd: Path = REPO, output: Path | None = None
+) -> subprocess.Popen[str]:
+    """Start `python -m MODULE ARGS` in a process of its own, as a user would, for what needs one
+    (a signal or a kill, two runs at once); returns it running, its output piped (or written to
+    `output`)."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    environment = {**os.environ, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    environment = {**os.environ, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "0"}
     command = [sys.executable, "-m", module, *args]
-    if terminal:
-        return _in_terminal(command, cwd, environment, timeout)
-    if wait:
-        return subprocess.run(
-            command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
-        )
     if output is not None:
         with output.open("w") as file:
-            return subprocess.Popen(command, cwd=cwd, env=environment, stdout=file, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                command, cwd=cwd, env=environment, stdout=file, stderr=subprocess.STDOUT, text=True
+            )
     return subprocess.Popen(
         command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
-def _in_terminal(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
+def _open_terminal() -> tuple[int, int]:
+    """A pseudo-terminal 110 columns wide: (the side that reads the screen, the side written to)."""
     import fcntl
     import struct
     import termios
 
     controller, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=child, stdout=child, stderr=child)
-    os.close(child)
-    output = b""
+    return controller, child
+
+
+def _read_terminal(controller: int, drawn: list[bytes]) -> None:
+    """Everything drawn on the terminal, until the writing side is closed."""
     while True:
         try:
             chunk = os.read(controller, 65536)
-        except OSError:  # the child closed the terminal
+        except OSError:  # the writer closed the terminal
             break
         if not chunk:
             break
-        output += chunk
+        drawn.append(chunk)
     os.close(controller)
-    return process.wait(timeout=timeout), output.decode()
 
 
 # --- what a run left -------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_a_bug_is_one_line_on_screen_and_a_traceback_in_the_log(tmp_path):
 
 
 def test_runs_started_together_get_their_own_directories(tmp_path):
-    processes = [launch("trainer.epochs=1", cwd=tmp_path, wait=False) for _ in range(2)]
+    processes = [launch("trainer.epochs=1", cwd=tmp_path) for _ in range(2)]
     for process in processes:
         process.communicate(timeout=120)
     assert [process.returncode for process in processes] == [0, 0]

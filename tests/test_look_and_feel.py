@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from src import pictures
-from tests.helpers import event_dir, launch, train_here, write_fake_dataset
+from tests.helpers import command_here, event_dir, train_here, write_fake_dataset
 
 
 def image_size(path):
@@ -75,8 +75,8 @@ def test_the_config_tree_labels_each_group_with_its_option(tmp_path):
 
 def test_a_terminal_shows_live_progress_then_a_clean_summary(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
-    code, screen = launch("dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=400",
-                          f"hydra.run.dir={tmp_path / 'run'}", terminal=True)  # fmt: skip
+    code, screen = command_here("dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=400",
+                                f"hydra.run.dir={tmp_path / 'run'}", terminal=True)  # fmt: skip
     assert code == 0, screen
     assert "epoch/s" in screen and "loss=" in screen and "val_acc=" in screen
     after_bar = screen.replace("\r\n", "\n").rsplit("\r", 1)[-1]  # the bar redraws with \r, then clears
@@ -84,7 +84,7 @@ def test_a_terminal_shows_live_progress_then_a_clean_summary(tmp_path):
 
 
 def test_trainer_progress_false_draws_no_bar_even_in_a_terminal(tmp_path):
-    code, screen = launch(
+    code, screen = command_here(
         "trainer.epochs=300", "trainer.progress=false", f"hydra.run.dir={tmp_path}", terminal=True
     )
     assert code == 0 and "epoch/s" not in screen

@@ -218,7 +218,7 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     # 200 epochs on the toy set: about a second per trial, long enough to be killed mid-search.
     args = ["hparams_search=optuna_lr", "trainer.epochs=200", "hydra.sweeper.pruner=none",
             "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
-    process = launch(*args, wait=False, output=tmp_path / "killed.log")
+    process = launch(*args, output=tmp_path / "killed.log")
     deadline = time.monotonic() + 120
     while len(completed_jobs(sweep_dir)) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)

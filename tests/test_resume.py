@@ -31,7 +31,7 @@ def fake_run_args(tmp_path):
 def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
     stopped = tmp_path / "stopped"
     code, _, err = interrupt_after_first_checkpoint(
-        launch(*fake_run_args, f"hydra.run.dir={stopped}", wait=False), stopped, signal.SIGINT
+        launch(*fake_run_args, f"hydra.run.dir={stopped}"), stopped, signal.SIGINT
     )
     assert code == 130, err
     metrics = read_metrics(stopped)
@@ -57,9 +57,7 @@ def test_ctrl_c_then_resume_equals_a_run_never_stopped(tmp_path, fake_run_args):
 @pytest.mark.parametrize("signal_number,code", [(signal.SIGTERM, 143), (signal.SIGUSR2, 140)])
 def test_termination_and_preemption_signals_checkpoint_and_exit(tmp_path, signal_number, code):
     run_dir = tmp_path / "run"
-    process = launch(
-        "trainer.epochs=100000", "trainer.checkpoint_every=200", f"hydra.run.dir={run_dir}", wait=False
-    )
+    process = launch("trainer.epochs=100000", "trainer.checkpoint_every=200", f"hydra.run.dir={run_dir}")
     returncode, _, err = interrupt_after_first_checkpoint(process, run_dir, signal_number)
     assert returncode == code, err
     metrics = read_metrics(run_dir)

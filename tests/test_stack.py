@@ -132,7 +132,7 @@ def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=vectorized", "optimizer.lr=0.01,0.05", "trainer.epochs=600",
             "trainer.checkpoint_every=50", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
-    process = launch(*args, wait=False)
+    process = launch(*args)
     deadline = time.monotonic() + 120
     while not (sweep_dir / "1" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -365,7 +365,7 @@ def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     ]
     sweep_dir = tmp_path / "sweep"
-    process = launch(*args, wait=False)
+    process = launch(*args)
     deadline = time.monotonic() + 120
     while not (sweep_dir / "1" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
