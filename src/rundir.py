@@ -12,22 +12,43 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from src.errors import ConfigError
 
 
+def read_run_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """A run directory's metrics.json; None when there is none; raises ValueError when unreadable."""
+    try:
+        text = (run_dir / "metrics.json").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ValueError(str(error)) from error
+    metrics = json.loads(text)
+    if not isinstance(metrics, dict):
+        raise ValueError("metrics.json holds no object")
+    return metrics
+
+
+def job_status(run_dir: Path) -> str | None:
+    """The status in a run directory's metrics.json, if it has a readable one."""
+    try:
+        metrics = read_run_metrics(run_dir)
+    except ValueError:
+        return None
+    return None if metrics is None else metrics.get("status")
+
+
 def previous_run(run_dir: Path) -> str | None:
     """A short description of the run `run_dir` already holds, or None when it holds none."""
-    metrics_path, checkpoint = run_dir / "metrics.json", run_dir / "checkpoints" / "last.pt"
-    metrics: dict = {}
-    if metrics_path.is_file():
-        try:
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, ValueError):
-            return "a run (its metrics.json is unreadable)"
+    try:
+        metrics = read_run_metrics(run_dir) or {}
+    except ValueError:
+        return "a run (its metrics.json is unreadable)"
     if metrics.get("epochs", 0) > 0:
         return f"a run {metrics.get('status', 'of unknown status')} after {metrics['epochs']} epochs"
-    if checkpoint.is_file():
+    if (run_dir / "checkpoints" / "last.pt").is_file():
         return "the checkpoint of an unfinished run"
     return None  # nothing, or a run refused before it trained: nothing to lose
 

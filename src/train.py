@@ -5,7 +5,6 @@ a checkpoint if asked, then one `for` over the epochs (record, checkpoint when d
 then test, draw and report.
 """
 
-import json
 import logging
 import os
 import shlex
@@ -53,7 +52,7 @@ from src.report import (
     run_pictures,
     test_metrics,
 )
-from src.rundir import exclusive, previous_run, refuse_to_replace
+from src.rundir import exclusive, job_status, previous_run, read_run_metrics, refuse_to_replace
 from src.stopping import EarlyStopping, build_early_stopping
 from src.sweep import FailedRun, job_line, sweep_overrides, varying_keys
 from src.trainer import train_epochs
@@ -345,14 +344,6 @@ def resume_path(cfg: DictConfig, context: RunContext) -> Path | None:
     return None
 
 
-def job_status(run_dir: Path) -> str | None:
-    """The status in a run directory's metrics.json, if it has one."""
-    try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
-
-
 def resume_command(context: RunContext) -> str:
     """The command that continues this run (or this run's sweep) where it stopped."""
     if context.in_sweep:
@@ -395,7 +386,7 @@ def main(cfg: DictConfig) -> float | FailedRun | PrunedRun:
     if context.in_sweep:
         end_with_parent_process()
         if cfg.resume and job_status(context.run_dir) == "completed":  # a finished job is kept as it is
-            kept = json.loads((context.run_dir / "metrics.json").read_text())
+            kept = read_run_metrics(context.run_dir) or {}
             announce_job(cfg, context, {**kept, "status": "kept"})
             return kept[cfg.objective.metric]
     return conclude(cfg, context, run_command(cfg, context), time.perf_counter() - started)
