@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from src import events
@@ -83,11 +84,20 @@ def stop_by_hand(values: list[float], patience: int) -> tuple[int, int]:
 
 
 # --- configs and runs in this process --------------------------------------------------------------
+def compose_with_hydra(*overrides: str) -> DictConfig:
+    """conf/config.yaml composed with `overrides`, Hydra's own settings (cfg.hydra) included.
+
+    Hydra is initialized once for the test process and kept: starting it costs as much as a compose.
+    """
+    if not GlobalHydra.instance().is_initialized():
+        initialize_config_dir(config_dir=str(CONF), version_base="1.3")
+    return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
 def compose_with_choices(*overrides: str) -> tuple[DictConfig, dict[str, str]]:
     """conf/config.yaml composed with `overrides` as `python -m src.train` would, and the option
     chosen in each group."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    cfg = compose_with_hydra(*overrides)
     choices = {key: str(value) for key, value in cfg.hydra.runtime.choices.items()}
     with open_dict(cfg):
         del cfg["hydra"]
@@ -172,7 +182,6 @@ def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] |
     import copy
 
     import torch
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.singleton import Singleton
 
     saved_argv, saved_cwd, saved_environ = sys.argv[:], os.getcwd(), dict(os.environ)
@@ -186,6 +195,7 @@ def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] |
     }
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     logging.getLogger().handlers.clear()  # the command configures its own logging, as in a new process
+    GlobalHydra.instance().clear()  # and starts its own Hydra
     sys.argv = list(argv)
     os.environ.update({"HYDRA_FULL_ERROR": "0", **(env or {})})
     if cwd is not None:

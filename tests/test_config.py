@@ -11,7 +11,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from src import config
 from src.config import validate
 from src.errors import ConfigError
-from tests.helpers import CONF, compose_config, compose_with_choices
+from tests.helpers import CONF, compose_config, compose_with_choices, compose_with_hydra
 
 # Read from conf/, so that a new YAML file is covered without editing this test.
 GROUPS = ("dataset", "model", "loss", "optimizer", "scheduler", "trainer", "experiment")
@@ -70,11 +70,7 @@ def test_presets_compose():
 
 
 def test_slurm_launcher_config_composes():
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                      return_hydra_config=True)  # fmt: skip
+    cfg = compose_with_hydra("hydra/launcher=slurm", "hydra.launcher.partition=gpu")
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     for key in ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism"):
