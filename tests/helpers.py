@@ -1,14 +1,17 @@
 """What tests share: generated idx data, composed configs, training and the real commands in this
 process, and one way to start a command in a process of its own."""
 
+import atexit
 import io
 import logging
+import multiprocessing
 import os
 import pty
 import runpy
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 import warnings
@@ -228,23 +231,98 @@ def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] |
 
 
 # --- the real commands, in their own process -------------------------------------------------------
+# A new interpreter spends about 3 s importing torch, its compiler and Hydra before a command starts.
+# Processes for the tests are forked instead from a server that imported them once (multiprocessing's
+# forkserver): each is still a process of its own, with its own pid, signals, exit code and output.
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(["torch._dynamo", "hydra", "src.train", "src.evaluate"])
+
+
 def launch(
-    *args: str, module: str = "src.train", cwd: Path = REPO, output: Path | None = None
-) -> subprocess.Popen[str]:
-    """Start `python -m MODULE ARGS` in a process of its own, as a user would, for what needs one
-    (a signal or a kill, two runs at once); returns it running, its output piped (or written to
-    `output`)."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    environment = {**os.environ, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "0"}
-    command = [sys.executable, "-m", module, *args]
-    if output is not None:
-        with output.open("w") as file:
-            return subprocess.Popen(
-                command, cwd=cwd, env=environment, stdout=file, stderr=subprocess.STDOUT, text=True
-            )
-    return subprocess.Popen(
-        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    *args: str,
+    module: str = "src.train",
+    cwd: Path = REPO,
+    output: Path | None = None,
+    constants: dict[str, Any] | None = None,
+) -> "Started":
+    """Start `python -m MODULE ARGS` in a process of its own, for what needs one (a signal or a kill,
+    two runs at once); returns it running. Its output is kept for `communicate()` (or written to
+    `output`, stdout and stderr together). `constants`: module-level values set in that process before
+    it starts, as {"src.events.FLUSH_SECONDS": 0.0}."""
+    folder = Path(tempfile.mkdtemp(prefix="launch-"))
+    stdout = output or folder / "stdout"
+    stderr = output or folder / "stderr"
+    settings = (module, args, cwd, stdout, stderr, constants or {})
+    process = _FORKS.Process(target=_command_in_child, args=settings)
+    process.start()
+    return Started(process, stdout, stderr)
+
+
+class Started:
+    """A command running in its own process: the part of subprocess.Popen the tests use."""
+
+    def __init__(self, process: Any, stdout: Path, stderr: Path) -> None:
+        self._process, self._stdout, self._stderr = process, stdout, stderr
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status; -N when signal N killed it; None while it runs."""
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, number: int) -> None:
+        os.kill(self._process.pid, number)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(str(self._process.name), timeout or 0)
+        return self._process.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for it to end; (stdout, stderr)."""
+        self.wait(timeout)
+        return self._stdout.read_text(), self._stderr.read_text()
+
+
+def _command_in_child(
+    module: str, args: tuple[str, ...], cwd: Path, stdout: Path, stderr: Path, constants: dict[str, Any]
+) -> None:
+    """In the forked process: set up what `python -m MODULE ARGS` would have, run it, exit with its
+    code."""
+    import importlib
+
+    for name, value in constants.items():
+        owner, attribute = name.rsplit(".", 1)
+        setattr(importlib.import_module(owner), attribute, value)
+    for stream, path in ((1, stdout), (2, stderr)):
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(handle, stream)
+        os.close(handle)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (for the process's life)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    for number in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(cwd)
+    os.environ["HYDRA_FULL_ERROR"] = "0"
+    sys.argv = [module, *args]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as stop:
+        code = _exit_code(stop.code)
+    except BaseException:  # what the interpreter does with an exception nothing caught
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()  # as an interpreter does on its way out
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _open_terminal() -> tuple[int, int]:

@@ -6,7 +6,7 @@ from tensorboard.plugins.hparams import api_pb2
 from src.errors import TrainingDiverged
 from src.outputs import RunRecorder
 from tests import tensorboard_readers as tb
-from tests.helpers import event_dir, train_here, write_fake_dataset
+from tests.helpers import event_dir, launch, train_here, write_fake_dataset
 
 SCALARS = {"train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy"}
 PER_CLASS = "test/accuracy_per_class/"  # one scalar per class, beside the contract's five
@@ -92,27 +92,17 @@ def test_time_series_groups_pictures_after_the_curves(logdir):
 
 def test_sigkill_after_a_flush_past_the_checkpoint_then_resume_shows_one_curve_everywhere(tmp_path):
     import signal
-    import subprocess
-    import sys
     import time
 
     import torch
 
     from src import events
-    from tests.helpers import REPO
 
     run_dir = tmp_path / "run"
     # The real command, flushing events every epoch (as a timed flush does every 5 s), so that the
     # event file runs ahead of the last checkpoint when the process is killed.
-    code = (
-        "import runpy, sys; import src.events; src.events.FLUSH_SECONDS = 0.0; "
-        "sys.argv = ['src.train'] + sys.argv[1:]; runpy.run_module('src.train', run_name='__main__')"
-    )
     args = ["trainer.epochs=1000000", "trainer.checkpoint_every=1000", "trainer.progress=false"]
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, *args, f"hydra.run.dir={run_dir}"], cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    process = launch(*args, f"hydra.run.dir={run_dir}", constants={"src.events.FLUSH_SECONDS": 0.0})
     checkpoint = run_dir / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
