@@ -8,6 +8,7 @@ import csv
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import launch, read_scalars
+from tests.helpers import Started, launch, read_scalars
 
 pytestmark = pytest.mark.cluster
 
@@ -62,19 +63,19 @@ def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
         return sorted(csv.DictReader(file), key=lambda row: int(row["job"]))
 
 
-def start_sweep(sweep_dir: Path, *overrides: str) -> subprocess.Popen:
+def start_sweep(sweep_dir: Path, *overrides: str) -> Started:
     """The sweep command in the background, its output in sweep_dir's parent."""
     log = sweep_dir.parent / f"{sweep_dir.name}.log"
-    return launch("-m", *SLURM, *overrides, f"hydra.sweep.dir={sweep_dir}", wait=False, output=log)
+    return launch("-m", *SLURM, *overrides, f"hydra.sweep.dir={sweep_dir}", output=log)
 
 
-def finish(process: subprocess.Popen, sweep_dir: Path) -> str:
+def finish(process: Started, sweep_dir: Path) -> str:
     """Wait for a sweep started by start_sweep; returns its output."""
     try:
         process.wait(timeout=SWEEP_TIMEOUT)
     finally:
         if process.poll() is None:
-            process.kill()
+            process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
             for job_id in submitted(sweep_dir):  # its jobs must not outlive the test
                 subprocess.run(["scancel", job_id], timeout=30)
@@ -127,9 +128,8 @@ def job_log(sweep_dir: Path, job_id: str) -> str:
 
 def test_a_two_job_sweep_runs_on_the_cluster_and_is_summarized(slurm_conf, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    overrides = ["optimizer.lr=0.01,0.1", "trainer.epochs=50", f"hydra.sweep.dir={sweep_dir}"]
-    process = launch("-m", *SLURM, *overrides, timeout=SWEEP_TIMEOUT)
-    output = process.stdout + process.stderr
+    process = start_sweep(sweep_dir, "optimizer.lr=0.01,0.1", "trainer.epochs=50")
+    output = finish(process, sweep_dir)
     assert process.returncode == 0, output
     rows = summary_rows(sweep_dir)
     assert [(row["overrides"], row["status"], row["epochs"]) for row in rows] == [
@@ -151,7 +151,7 @@ def test_a_preempted_job_requeues_resumes_and_ends_with_the_uninterrupted_curve(
     sweep_dir = tmp_path / "sweep"
     process = start_sweep(sweep_dir, *overrides)
     # the same run without interruption, meanwhile, on this machine
-    local = launch(*overrides, f"hydra.run.dir={tmp_path / 'local'}", wait=False)
+    local = launch(*overrides, f"hydra.run.dir={tmp_path / 'local'}")
     try:
         # a single job is a plain SLURM job (no array): its id names its .submitit folder
         job_id = wait_until(lambda: next(iter(submitted(sweep_dir)), None), "the job's submission")
