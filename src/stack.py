@@ -67,7 +67,7 @@ class Member:
     cfg: DictConfig
     context: RunContext
     parts: Components
-    optimizer: torch.optim.Optimizer  # its solo optimizer: never stepped; the form of its checkpoint
+    optimizer: torch.optim.Optimizer  # its solo optimizer: never stepped; its hyperparameters and state
     shuffle: torch.Generator
     torch_rng: torch.Tensor  # the global generator's state its solo run would have
     start: Start
@@ -122,9 +122,8 @@ def train_members(members: list[Member], held: ExitStack) -> list[Outcome]:
     """The shared epochs of members that start from the same epoch; each recorded as its own run."""
     first = members[0].cfg.trainer
     head, epochs, every = members[0].parts.head, first.epochs, first.checkpoint_every
-    optimizer = stacked_optimizer(members)
     stack = Stack([m.parts.model for m in members], [m.parts.data for m in members],
-                  [m.shuffle for m in members], optimizer)  # fmt: skip
+                  [m.shuffle for m in members], [m.optimizer for m in members])  # fmt: skip
     for member in members:
         member.recorder = held.enter_context(open_recorder(member.cfg, member.context, member.start))
     outcomes: list[Outcome | None] = [None] * len(members)
@@ -139,7 +138,7 @@ def train_members(members: list[Member], held: ExitStack) -> list[Outcome]:
             elif result is not None:
                 member.recorder.record_epoch(result.epoch, result.metrics)
                 if stopping or result.completed % every == 0 or result.completed == epochs:
-                    save_member(member, optimizer, result.completed)
+                    save_member(member, result.completed)
         if stopping:
             completed = next(
                 r.completed for r in results if r is not None and not isinstance(r, TrainingDiverged)
@@ -159,25 +158,11 @@ def train_members(members: list[Member], held: ExitStack) -> list[Outcome]:
     return outcomes  # type: ignore[return-value]
 
 
-def stacked_optimizer(members: list[Member]) -> torch.optim.Optimizer:
-    """One optimizer with a parameter group per member, holding each member's hyperparameters and its
-    restored state (the moments of a resumed member)."""
-    groups = [dict(member.optimizer.param_groups[0]) for member in members]
-    optimizer_class: Any = type(members[0].optimizer)  # each group carries every hyperparameter
-    stacked = optimizer_class(groups)
-    for member in members:
-        for parameter, state in member.optimizer.state.items():
-            stacked.state[parameter] = state
-    return stacked
-
-
-def save_member(member: Member, stacked: torch.optim.Optimizer, completed: int) -> None:
-    """The member's checkpoint, as its solo run would write it: its own optimizer's form and state."""
+def save_member(member: Member, completed: int) -> None:
+    """The member's checkpoint, as its solo run would write it (the stack handed back its weights and
+    its optimizer's state after the epoch)."""
     assert member.recorder is not None
     member.recorder.flush()  # the events and the checkpoint tell the same story
-    for parameter in member.parts.model.parameters():
-        if parameter in stacked.state:
-            member.optimizer.state[parameter] = stacked.state[parameter]
     recorder, model, name = member.recorder, member.parts.model, member.start.run_name
     state = RunState.capture(completed, model, member.optimizer, member.shuffle, identity(member.cfg), name,
                              recorder.final, recorder.history, torch_rng=member.torch_rng)  # fmt: skip

@@ -15,6 +15,7 @@ from src.data import ClassificationData, Split
 from src.errors import TrainingDiverged
 from src.losses import Head
 from src.metrics import ACCURACY, LOSS, TRAIN_LOSS, VAL, tagged
+from src.stacked_step import StackedForward, StackedOptimizer, stacked_forward, stacked_parameters, write_back
 
 EXPLODED = 1e6  # how many times its starting value a final loss may be before the run counts as diverged
 
@@ -149,20 +150,93 @@ def predict(model: nn.Module, head: Head, inputs: Tensor) -> tuple[Tensor, Tenso
 
 
 # --- a stack of models --------------------------------------------------------------------------------
-# The jobs of a sweep that differ only in optimizer settings and seed can share every step: their models
-# are stacked (torch.func.vmap over one template) and trained together, each in its own optimizer
-# parameter group. Each member keeps its own data split, initial weights and batch order, exactly as it
-# would have alone, so its numbers equal its solo run's up to float re-association.
+# The jobs of a sweep that differ only in optimizer settings and seed can share every step: their
+# parameters are stacked (src/stacked_step.py) and trained together, each member with its own
+# hyperparameters. Each member keeps its own data split, initial weights and batch order, exactly as it
+# would have alone, so its numbers equal its solo run's up to float re-association. Members of one seed
+# share their split and batch order: they form a cohort, whose batches are gathered once for all.
 
 
 @dataclass
 class Stack:
-    """The members trained together; `optimizer` holds one parameter group per member, in order."""
+    """The members trained together, each with its own solo optimizer (hyperparameters, and the state
+    of a resumed run). After every epoch, each member's model, optimizer state and shuffling generator
+    hold what its solo run's would, so the caller can checkpoint or test it as a solo run."""
 
     models: list[nn.Module]
     datas: list[ClassificationData]
     shuffles: list[torch.Generator]
-    optimizer: torch.optim.Optimizer
+    optimizers: list[torch.optim.Optimizer]
+
+
+class _Cohort:
+    """Members that share a split and a batch order (the same seed): one gather per batch for all."""
+
+    def __init__(self, stack: Stack, members: list[int], head: Head) -> None:
+        self.members = members
+        data = stack.datas[members[0]]
+        assert data.train.labels is not None, "training needs labels"
+        self.train = Split(data.train.inputs, head.prepare_targets(data.train.labels))
+        self.data = data
+        self.models = [stack.models[m] for m in members]
+        self.optimizers = [stack.optimizers[m] for m in members]
+        self.shuffles = [stack.shuffles[m] for m in members]
+        self.params = stacked_parameters(self.models)
+        self.optimizer = StackedOptimizer(self.params, self.optimizers)
+
+    def epoch(self, forward: StackedForward, head: Head, batch_size: int | None) -> Tensor:
+        """One epoch of every member, on the batches `train_one_epoch` would draw; their losses (members,)."""
+        size, inputs, targets = len(self.train), self.train.inputs, self.train.labels
+        assert targets is not None
+        if batch_size is None or batch_size >= size:
+            batches = iter([(inputs, targets)])
+        else:  # one draw serves all: the members' generators are in the same state, and stay so
+            order = torch.randperm(size, generator=self.shuffles[0]).to(inputs.device)
+            for shuffle in self.shuffles[1:]:
+                shuffle.set_state(self.shuffles[0].get_state())
+            batches = ((inputs[index], targets[index]) for index in order.split(batch_size))
+        member_loss = torch.func.vmap(head.loss, in_dims=(0, None))
+        losses, sizes = [], []
+        for batch_inputs, batch_targets in batches:
+            self.optimizer.zero_grad()
+            member_losses = member_loss(forward(self.params, batch_inputs), batch_targets)
+            member_losses.sum().backward()  # each member's gradient is its own loss's
+            self.optimizer.step()
+            losses.append(member_losses.detach())
+            sizes.append(len(batch_targets))
+        stacked = torch.stack(losses)  # (batches, members)
+        if len(losses) == 1:
+            return stacked[0]
+        if head.reduction == "mean":  # weigh each batch's mean by its size: the last one may be short
+            return (stacked * torch.tensor(sizes, device=stacked.device).unsqueeze(1)).sum(0) / size
+        return stacked.sum(0)
+
+    @torch.no_grad()
+    def evaluate(self, forward: StackedForward, head: Head, split: Split) -> list[dict[str, float]]:
+        """`evaluate` of every member on `split`, in one batch."""
+        assert split.labels is not None, "evaluation needs labels"
+        logits = forward(self.params, split.inputs)
+        losses = torch.func.vmap(head.loss, in_dims=(0, None))(logits, head.prepare_targets(split.labels))
+        correct = torch.func.vmap(head.predict)(logits) == split.labels
+        accuracies = correct.float().mean(1)
+        return [{LOSS: loss, ACCURACY: accuracy}
+                for loss, accuracy in zip(losses.tolist(), accuracies.tolist(), strict=True)]  # fmt: skip
+
+    def hand_back(self) -> None:
+        """Each member's weights and optimizer state into its own model and optimizer."""
+        write_back(self.params, self.models)
+        for row, (optimizer, model) in enumerate(zip(self.optimizers, self.models, strict=True)):
+            self.optimizer.export(row, optimizer, model)
+
+    def drop(self, leaving: set[int]) -> None:
+        """Members (stack indices) leave: their rows go, the others train on unchanged."""
+        rows = [row for row, member in enumerate(self.members) if member not in leaving]
+        index = torch.tensor(rows, device=next(iter(self.params.values())).device)
+        for name in list(self.params):
+            self.params[name] = self.params[name].detach()[index].requires_grad_()
+        self.optimizer.keep(rows)
+        for attribute in ("members", "models", "optimizers", "shuffles"):
+            setattr(self, attribute, [getattr(self, attribute)[row] for row in rows])
 
 
 def train_stacked_epochs(
@@ -171,138 +245,40 @@ def train_stacked_epochs(
     """`train_epochs` for a stack: after each epoch, one entry per member: its EpochResult, or the
     TrainingDiverged that ends it (it then leaves the stack; the others carry on), or None once gone."""
     count = len(stack.models)
-    active = list(range(count))
-    for data in stack.datas:
-        assert data.train.labels is not None, "training needs labels"
-    # Members of one seed share one split: each distinct split is prepared (and held) once.
-    distinct = list({id(data): data for data in stack.datas}.values())
-    which = [next(i for i, data in enumerate(distinct) if data is member) for member in stack.datas]
-    trains = [Split(data.train.inputs, head.prepare_targets(data.train.labels)) for data in distinct]  # type: ignore[arg-type]
-    starting = [
-        evaluate(model, head, data.train)[LOSS] for model, data in zip(stack.models, stack.datas, strict=True)
-    ]
-    groups = list(stack.optimizer.param_groups)
+    by_batches: dict[tuple[int, bytes], list[int]] = {}
+    for member, (data, shuffle) in enumerate(zip(stack.datas, stack.shuffles, strict=True)):
+        by_batches.setdefault((id(data), shuffle.get_state().numpy().tobytes()), []).append(member)
+    cohorts = [_Cohort(stack, members, head) for members in by_batches.values()]
+    forward = stacked_forward(stack.models[0])
+    starting = [0.0] * count
+    for cohort in cohorts:
+        for member, measured in zip(
+            cohort.members, cohort.evaluate(forward, head, cohort.data.train), strict=True
+        ):
+            starting[member] = measured[LOSS]
     for epoch in range(start_epoch, epochs):
-        members = [stack.models[m] for m in active]
-        for model in members:
-            model.train()
-        splits, shuffles = [which[m] for m in active], [stack.shuffles[m] for m in active]
-        losses = _stacked_epoch(members, head, stack.optimizer, trains, splits, batch_size, shuffles).tolist()
-        validation = _stacked_evaluate(members, head, [stack.datas[m].val for m in active])
         results: list[EpochResult | TrainingDiverged | None] = [None] * count
-        for position, member in enumerate(list(active)):
-            loss = losses[position]
-            diverged = divergence(loss, starting[member], epoch, epochs)
-            if diverged is None:
-                metrics = {TRAIN_LOSS: loss}
+        for cohort in cohorts:
+            for model in cohort.models:
+                model.train()
+            losses = cohort.epoch(forward, head, batch_size).tolist()
+            val = cohort.data.val
+            validation = cohort.evaluate(forward, head, val) if val is not None else None
+            cohort.hand_back()
+            leaving = set()
+            for row, member in enumerate(cohort.members):
+                diverged = divergence(losses[row], starting[member], epoch, epochs)
+                if diverged is not None:
+                    results[member] = diverged
+                    leaving.add(member)  # out of the stack: its parameters no longer step
+                    continue
+                metrics = {TRAIN_LOSS: losses[row]}
                 if validation is not None:
-                    metrics |= tagged(VAL, validation[position])
+                    metrics |= tagged(VAL, validation[row])
                 results[member] = EpochResult(epoch, metrics)
-                continue
-            results[member] = diverged
-            active.remove(member)  # out of the stack: its parameters no longer step
-            stack.optimizer.param_groups.remove(groups[member])
+            if leaving:
+                cohort.drop(leaving)
+        cohorts = [cohort for cohort in cohorts if cohort.members]
         yield results
-        if not active:
+        if not cohorts:
             return
-
-
-def _stack_parameters(models: list[nn.Module]) -> dict[str, Tensor]:
-    """The members' parameters stacked along a new first dimension (differentiable: gradients reach
-    each member's own tensors)."""
-    named = [dict(model.named_parameters()) for model in models]
-    return {name: torch.stack([parameters[name] for parameters in named]) for name in named[0]}
-
-
-def _stacked_logits(models: list[nn.Module], inputs: Tensor, shared: bool) -> Tensor:
-    """Every member's logits: (members, N, outputs). `shared`: one input batch (N, features) for all."""
-    template = models[0]
-    forward = torch.func.vmap(lambda params, x: torch.func.functional_call(template, params, (x,)),
-                              in_dims=(0, None if shared else 0))  # fmt: skip
-    return forward(_stack_parameters(models), inputs)
-
-
-def _stacked_epoch(
-    models: list[nn.Module],
-    head: Head,
-    optimizer: torch.optim.Optimizer,
-    trains: list[Split],
-    which: list[int],
-    batch_size: int | None,
-    shuffles: list[torch.Generator],
-) -> Tensor:
-    """One epoch of every member on its own batches (as `train_one_epoch` draws them) of its split,
-    `trains[which[member]]`; returns each member's epoch loss (members,)."""
-    size = len(trains[0])
-    shared = len(trains) == 1  # one split for all: batches index it directly
-    inputs = trains[0].inputs if shared else torch.stack([train.inputs for train in trains])
-    targets = trains[0].labels if shared else torch.stack([train.labels for train in trains])  # type: ignore[misc]
-    assert targets is not None
-    split_of = torch.tensor(which, device=inputs.device)
-    batches: Iterator[tuple[Tensor, Tensor, bool]]  # inputs, targets, and whether every member shares them
-    if batch_size is None or batch_size >= size:
-        batches = iter([(inputs, targets, True) if shared else (inputs[split_of], targets[split_of], False)])
-    else:
-        orders = torch.stack([torch.randperm(size, generator=shuffle) for shuffle in shuffles]).to(
-            inputs.device
-        )
-        # One seed: every member draws the same batches, so one copy of each serves them all.
-        one_order = shared and bool((orders == orders[0]).all())
-        rows = split_of.unsqueeze(1)
-
-        def gather(start: int) -> tuple[Tensor, Tensor, bool]:  # just before use, as train_one_epoch does
-            index = orders[:, start : start + batch_size]  # (members, batch): each member's own examples
-            if one_order:
-                return inputs[index[0]], targets[index[0]], True
-            if shared:
-                return inputs[index], targets[index], False
-            return inputs[rows, index], targets[rows, index], False
-
-        batches = (gather(start) for start in range(0, size, batch_size))
-    losses, sizes = [], []
-    for batch_inputs, batch_targets, common in batches:
-        optimizer.zero_grad()
-        logits = _stacked_logits(models, batch_inputs, shared=common)
-        member_losses = torch.func.vmap(head.loss, in_dims=(0, None if common else 0))(logits, batch_targets)
-        member_losses.sum().backward()  # each member's gradient is its own loss's
-        optimizer.step()
-        losses.append(member_losses.detach())
-        sizes.append(batch_targets.shape[0] if common else batch_targets.shape[1])
-    stacked = torch.stack(losses)  # (batches, members)
-    if len(losses) == 1:
-        return stacked[0]
-    if head.reduction == "mean":  # weigh each batch's mean by its size: the last one may be short
-        return (stacked * torch.tensor(sizes, device=stacked.device).unsqueeze(1)).sum(0) / size
-    return stacked.sum(0)
-
-
-@torch.no_grad()
-def _stacked_evaluate(
-    models: list[nn.Module], head: Head, splits: list[Split | None]
-) -> list[dict[str, float]] | None:
-    """Loss and accuracy of every member on its own labelled split (None when there is none); the
-    members of one split are evaluated together, on one copy of it."""
-    if splits[0] is None:
-        return None
-    for model in models:
-        model.eval()
-
-    def loss(member_logits: Tensor, labels: Tensor) -> Tensor:
-        return head.loss(member_logits, head.prepare_targets(labels))
-
-    def accuracy(member_logits: Tensor, labels: Tensor) -> Tensor:
-        return (head.predict(member_logits) == labels).float().mean()
-
-    results: list[dict[str, float]] = [{} for _ in models]
-    groups: dict[int, list[int]] = {}
-    for position, split in enumerate(splits):
-        groups.setdefault(id(split), []).append(position)
-    for positions in groups.values():
-        split = splits[positions[0]]
-        assert split is not None and split.labels is not None
-        logits = _stacked_logits([models[p] for p in positions], split.inputs, shared=True)
-        losses = torch.func.vmap(loss, in_dims=(0, None))(logits, split.labels).tolist()
-        accuracies = torch.func.vmap(accuracy, in_dims=(0, None))(logits, split.labels).tolist()
-        for position, value, share in zip(positions, losses, accuracies, strict=True):
-            results[position] = {LOSS: value, ACCURACY: share}
-    return results
