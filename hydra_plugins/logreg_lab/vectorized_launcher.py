@@ -21,6 +21,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.logreg_lab import sweep_configs
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,9 @@ class VectorizedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        # Before the sweeper checks its first batch: it and this launcher load each job's config once,
+        # composing only one job per pattern of group choices (sweep_configs.py).
+        sweep_configs.install(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from src.interrupt import Interrupted
