@@ -195,11 +195,10 @@ class _Cohort:
             for shuffle in self.shuffles[1:]:
                 shuffle.set_state(self.shuffles[0].get_state())
             batches = ((inputs[index], targets[index]) for index in order.split(batch_size))
-        member_loss = torch.func.vmap(head.loss, in_dims=(0, None))
         losses, sizes = [], []
         for batch_inputs, batch_targets in batches:
             self.optimizer.zero_grad()
-            member_losses = member_loss(forward(self.params, batch_inputs), batch_targets)
+            member_losses = head.member_losses(forward(self.params, batch_inputs), batch_targets)
             member_losses.sum().backward()  # each member's gradient is its own loss's
             self.optimizer.step()
             losses.append(member_losses.detach())
@@ -216,8 +215,9 @@ class _Cohort:
         """`evaluate` of every member on `split`, in one batch."""
         assert split.labels is not None, "evaluation needs labels"
         logits = forward(self.params, split.inputs)
-        losses = torch.func.vmap(head.loss, in_dims=(0, None))(logits, head.prepare_targets(split.labels))
-        correct = torch.func.vmap(head.predict)(logits) == split.labels
+        losses = head.member_losses(logits, head.prepare_targets(split.labels))
+        members, count, outputs = logits.shape
+        correct = head.predict(logits.reshape(members * count, outputs)).view(members, count) == split.labels
         accuracies = correct.float().mean(1)
         return [{LOSS: loss, ACCURACY: accuracy}
                 for loss, accuracy in zip(losses.tolist(), accuracies.tolist(), strict=True)]  # fmt: skip

@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+import torch
 from hydra import initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
@@ -11,6 +12,9 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.logreg_lab.sweep_configs import SweepConfigs
 from hydra_plugins.logreg_lab.vectorized_launcher import task_config
+from src.losses import BinaryCrossEntropy, CrossEntropy
+from src.models import MLP
+from src.stacked_step import StackedOptimizer, stacked_forward, stacked_parameters, write_back
 from tests.helpers import CONF
 
 SWEEPS = {
@@ -59,3 +63,63 @@ def test_every_derived_job_config_equals_hydras_own_composition(loader, tmp_path
         assert len(composed) == len(groups)  # one composition per pattern of group choices
     else:
         assert len(composed) == len(jobs)  # + and ~ overrides: every job composed by Hydra
+
+
+@pytest.mark.parametrize(
+    ("head", "classes"),
+    [(BinaryCrossEntropy, 2), (BinaryCrossEntropy, 4), (CrossEntropy, 2), (CrossEntropy, 4)],
+)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_member_losses_are_each_members_loss(head, classes, reduction):
+    loss_head = head(reduction, classes)
+    torch.manual_seed(0)
+    logits = torch.randn(5, 30, loss_head.num_outputs)
+    targets = loss_head.prepare_targets(torch.randint(0, classes, (30,)))
+    expected = torch.stack([loss_head.loss(member, targets) for member in logits])
+    assert loss_head.member_losses(logits, targets).tolist() == pytest.approx(expected.tolist(), rel=1e-6)
+
+
+OPTIMIZERS = {
+    "sgd": (torch.optim.SGD, [{"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "nesterov": False},
+                              {"lr": 0.03, "momentum": 0.9, "weight_decay": 0.01, "nesterov": False},
+                              {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.0, "nesterov": True}]),
+    "adam": (torch.optim.Adam, [{"lr": 0.01, "betas": (0.9, 0.999), "weight_decay": 0.0},
+                                {"lr": 0.003, "betas": (0.8, 0.99), "weight_decay": 0.01}]),
+    "adamw": (torch.optim.AdamW, [{"lr": 0.01, "betas": (0.9, 0.999), "weight_decay": 0.01},
+                                  {"lr": 0.02, "betas": (0.5, 0.9), "weight_decay": 0.1}]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_the_stacked_optimizer_steps_each_member_as_torch_does_alone(name):
+    kind, settings = OPTIMIZERS[name]
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(40, 6), torch.randn(40, 3)
+    solos = [MLP(6, 3, 5) for _ in settings]
+    copies = [MLP(6, 3, 5) for _ in settings]
+    for solo, copied in zip(solos, copies, strict=True):
+        copied.load_state_dict(solo.state_dict())
+    solo_optimizers = [kind(m.parameters(), **s) for m, s in zip(solos, settings, strict=True)]
+    member_optimizers = [kind(m.parameters(), **s) for m, s in zip(copies, settings, strict=True)]
+    params = stacked_parameters(copies)
+    stacked = StackedOptimizer(params, member_optimizers)
+    forward = stacked_forward(copies[0])
+    for _ in range(7):
+        for model, optimizer in zip(solos, solo_optimizers, strict=True):
+            optimizer.zero_grad()
+            ((model(inputs) - targets) ** 2).mean().backward()
+            optimizer.step()
+        stacked.zero_grad()
+        ((forward(params, inputs) - targets) ** 2).mean((1, 2)).sum().backward()
+        stacked.step()
+    write_back(params, copies)
+    for row, (solo, copied, optimizer) in enumerate(zip(solos, copies, member_optimizers, strict=True)):
+        for mine, theirs in zip(copied.parameters(), solo.parameters(), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+        stacked.export(row, optimizer, copied)
+        solo_state = solo_optimizers[row].state_dict()["state"]
+        assert optimizer.state_dict()["state"].keys() == solo_state.keys()
+        for index, state in optimizer.state_dict()["state"].items():
+            assert state.keys() == solo_state[index].keys()
+            for key, value in state.items():
+                torch.testing.assert_close(value, solo_state[index][key], rtol=1e-5, atol=1e-6)

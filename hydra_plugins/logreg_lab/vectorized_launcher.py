@@ -62,11 +62,11 @@ class VectorizedLauncher(Launcher):
                 config.hydra.job.id = config.hydra.job.num = number
             configs.append(config)
 
+        tasks, contexts = [task_config(c) for c in configs], [job_context(c) for c in configs]
         groups: dict[str, list[int]] = {}
-        for position, config in enumerate(configs):
-            context = job_context(config)
-            finished = config.resume and job_status(context.run_dir) == "completed"  # kept by the job itself
-            key = None if finished else stack_key(task_config(config))
+        for position, (task, context) in enumerate(zip(tasks, contexts, strict=True)):
+            finished = task.resume and job_status(context.run_dir) == "completed"  # kept by the job itself
+            key = None if finished else stack_key(task)
             if key is not None:
                 groups.setdefault(key, []).append(position)
         stacked: dict[int, tuple[Any, float]] = {}
@@ -75,9 +75,7 @@ class VectorizedLauncher(Launcher):
                 continue  # a stack of one is a solo run
             started = time.perf_counter()
             try:
-                outcomes = train_stack(
-                    [(task_config(configs[p]), job_context(configs[p])) for p in positions]
-                )
+                outcomes = train_stack([(tasks[p], contexts[p]) for p in positions])
             except Interrupted as error:  # every member checkpointed: say how to resume, and stop
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(error.exit_code)
