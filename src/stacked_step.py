@@ -24,23 +24,27 @@ def stacked_parameters(models: list[nn.Module]) -> dict[str, Tensor]:
         return {name: torch.stack([p[name] for p in named]).requires_grad_() for name in named[0]}
 
 
-def write_back(params: dict[str, Tensor], models: list[nn.Module]) -> None:
-    """Each member's row of the stacked parameters into its own model."""
+def write_back(params: dict[str, Tensor], models: list[nn.Module], rows: list[int] | None = None) -> None:
+    """Each member's row of the stacked parameters (those of `rows`, or all) into its own model."""
     with torch.no_grad():
-        for row, model in enumerate(models):
-            for name, parameter in model.named_parameters():
+        for row in range(len(models)) if rows is None else rows:
+            for name, parameter in models[row].named_parameters():
                 parameter.copy_(params[name][row])
 
 
 def stacked_forward(template: nn.Module) -> StackedForward:
-    """f(params, inputs) -> logits (members, N, outputs) for stacks of `template`'s kind; inputs are one
-    batch (N, features) for every member or one per member (members, N, features)."""
+    """f(params, inputs) -> logits (members, N, outputs) for stacks of `template`'s kind. Inputs are one
+    batch for every member (N, features), or one per cohort (cohorts, N, features), where the members
+    (rows of params) are in cohort order, each cohort the same number of them."""
     if isinstance(template, LogisticRegression | MLP):
         return lambda params, inputs: _forward(template, params, inputs, "")
     # Another model: torch.func does the stacking, at a higher cost per step.
     call = torch.func.functional_call
 
     def vmapped(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        members = next(iter(params.values())).shape[0]
+        if inputs.ndim == 3:  # each member its cohort's batch
+            inputs = inputs.repeat_interleave(members // inputs.shape[0], dim=0)
         in_dims = (0, 0 if inputs.ndim == 3 else None)
         return torch.func.vmap(lambda p, x: call(template, p, (x,)), in_dims=in_dims)(params, inputs)
 
@@ -64,7 +68,11 @@ def _forward(module: nn.Module, params: dict[str, Tensor], inputs: Tensor, prefi
     if inputs.ndim == 2:  # one batch for all: a single matrix product against every member's weights
         logits = nn.functional.linear(inputs, weight.reshape(members * outputs, features))
         return logits.view(-1, members, outputs).transpose(0, 1) + bias.unsqueeze(1)
-    return torch.baddbmm(bias.unsqueeze(1), inputs, weight.transpose(1, 2))
+    # One batch per cohort (or per member, after a hidden layer): a batched product, cohort by cohort.
+    cohorts, count = inputs.shape[0], inputs.shape[1]
+    grouped = weight.reshape(cohorts, (members // cohorts) * outputs, features)
+    logits = torch.bmm(inputs, grouped.transpose(1, 2)).view(cohorts, count, members // cohorts, outputs)
+    return logits.transpose(1, 2).reshape(members, count, outputs) + bias.unsqueeze(1)
 
 
 class StackedOptimizer:
@@ -175,13 +183,6 @@ class StackedOptimizer:
         step_size = (lr / correction1).to(param.dtype).view(shape)
         denom = (exp_avg_sq.sqrt() / correction2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
         param.sub_(step_size * (exp_avg / denom))
-
-    def keep(self, rows: list[int]) -> None:
-        """Only these members stay (the others left the stack); `params` are re-stacked by the caller."""
-        index = torch.tensor(rows, device=self.hyper["lr"].device)
-        self.hyper = {key: value[index] for key, value in self.hyper.items()}
-        self.state = {name: {key: value[index] for key, value in state.items()}
-                      for name, state in self.state.items()}  # fmt: skip
 
     def export(self, row: int, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         """Member `row`'s state into its own (never stepped) optimizer, keyed by its model's parameters,

@@ -154,7 +154,8 @@ def predict(model: nn.Module, head: Head, inputs: Tensor) -> tuple[Tensor, Tenso
 # parameters are stacked (src/stacked_step.py) and trained together, each member with its own
 # hyperparameters. Each member keeps its own data split, initial weights and batch order, exactly as it
 # would have alone, so its numbers equal its solo run's up to float re-association. Members of one seed
-# share their split and batch order: they form a cohort, whose batches are gathered once for all.
+# share their split and batch order (a cohort): each batch is gathered once per cohort, and cohorts of
+# equal size step together, as one batched matrix product per layer.
 
 
 @dataclass
@@ -169,32 +170,57 @@ class Stack:
     optimizers: list[torch.optim.Optimizer]
 
 
-class _Cohort:
-    """Members that share a split and a batch order (the same seed): one gather per batch for all."""
+class _Block:
+    """Cohorts of equal size, stepped as one: members in cohort order, `per_cohort` in each."""
 
-    def __init__(self, stack: Stack, members: list[int], head: Head) -> None:
-        self.members = members
-        data = stack.datas[members[0]]
-        assert data.train.labels is not None, "training needs labels"
-        self.train = Split(data.train.inputs, head.prepare_targets(data.train.labels))
-        self.data = data
-        self.models = [stack.models[m] for m in members]
-        self.optimizers = [stack.optimizers[m] for m in members]
-        self.shuffles = [stack.shuffles[m] for m in members]
+    def __init__(self, stack: Stack, cohorts: list[list[int]], head: Head) -> None:
+        self.members = [member for cohort in cohorts for member in cohort]
+        self.per_cohort = len(cohorts[0])
+        self.datas = [stack.datas[cohort[0]] for cohort in cohorts]
+        self.trains = [Split(d.train.inputs, head.prepare_targets(d.train.labels)) for d in self.datas]  # type: ignore[arg-type]
+        self.shuffles = [[stack.shuffles[member] for member in cohort] for cohort in cohorts]
+        self.models = [stack.models[member] for member in self.members]
+        self.optimizers = [stack.optimizers[member] for member in self.members]
         self.params = stacked_parameters(self.models)
         self.optimizer = StackedOptimizer(self.params, self.optimizers)
+        self.active = [True] * len(self.members)  # a member that diverged stays in the tensors, unused
+
+    def _joined(self, splits: list[Split], index: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Inputs for the forward ((N, features) for one cohort, (cohorts, N, features) for more) and
+        each member's targets (shared, or (members, N, ...)); of the examples `index` picks in each
+        cohort's split, or all of them."""
+        if index is None and len(splits) == 1:
+            return splits[0].inputs, splits[0].labels  # type: ignore[return-value]
+        if index is None:
+            index = [torch.arange(len(split), device=split.inputs.device) for split in splits]
+        targets = [split.labels[picked] for split, picked in zip(splits, index, strict=True)]  # type: ignore[index]
+        if len(splits) == 1:
+            return splits[0].inputs[index[0]], targets[0]
+        first = splits[0].inputs
+        inputs = torch.empty(
+            (len(splits), len(index[0]), *first.shape[1:]), dtype=first.dtype, device=first.device
+        )
+        for cohort, (split, picked) in enumerate(zip(splits, index, strict=True)):
+            torch.index_select(split.inputs, 0, picked, out=inputs[cohort])  # gathered in place, no copy
+        joined = torch.stack(targets)
+        per_member = joined.unsqueeze(1).expand(len(splits), self.per_cohort, *joined.shape[1:])
+        return inputs, per_member.flatten(0, 1)
 
     def epoch(self, forward: StackedForward, head: Head, batch_size: int | None) -> Tensor:
         """One epoch of every member, on the batches `train_one_epoch` would draw; their losses (members,)."""
-        size, inputs, targets = len(self.train), self.train.inputs, self.train.labels
-        assert targets is not None
+        size = len(self.trains[0])
         if batch_size is None or batch_size >= size:
-            batches = iter([(inputs, targets)])
-        else:  # one draw serves all: the members' generators are in the same state, and stay so
-            order = torch.randperm(size, generator=self.shuffles[0]).to(inputs.device)
-            for shuffle in self.shuffles[1:]:
-                shuffle.set_state(self.shuffles[0].get_state())
-            batches = ((inputs[index], targets[index]) for index in order.split(batch_size))
+            batches = iter([self._joined(self.trains)])
+        else:  # one draw per cohort: its members' generators are in the same state, and stay so
+            orders = []
+            for shuffles in self.shuffles:
+                orders.append(torch.randperm(size, generator=shuffles[0]).to(self.trains[0].inputs.device))
+                for shuffle in shuffles[1:]:
+                    shuffle.set_state(shuffles[0].get_state())
+            batches = (
+                self._joined(self.trains, [order[start : start + batch_size] for order in orders])
+                for start in range(0, size, batch_size)
+            )
         losses, sizes = [], []
         for batch_inputs, batch_targets in batches:
             self.optimizer.zero_grad()
@@ -202,7 +228,7 @@ class _Cohort:
             member_losses.sum().backward()  # each member's gradient is its own loss's
             self.optimizer.step()
             losses.append(member_losses.detach())
-            sizes.append(len(batch_targets))
+            sizes.append(batch_inputs.shape[-2])
         stacked = torch.stack(losses)  # (batches, members)
         if len(losses) == 1:
             return stacked[0]
@@ -211,32 +237,23 @@ class _Cohort:
         return stacked.sum(0)
 
     @torch.no_grad()
-    def evaluate(self, forward: StackedForward, head: Head, split: Split) -> list[dict[str, float]]:
-        """`evaluate` of every member on `split`, in one batch."""
-        assert split.labels is not None, "evaluation needs labels"
-        logits = forward(self.params, split.inputs)
-        losses = head.member_losses(logits, head.prepare_targets(split.labels))
+    def evaluate(self, forward: StackedForward, head: Head, splits: list[Split]) -> list[dict[str, float]]:
+        """`evaluate` of every member on its cohort's split, in one batch."""
+        inputs, labels = self._joined(splits)
+        logits = forward(self.params, inputs)
+        losses = head.member_losses(logits, head.prepare_targets(labels))
         members, count, outputs = logits.shape
-        correct = head.predict(logits.reshape(members * count, outputs)).view(members, count) == split.labels
+        correct = head.predict(logits.reshape(members * count, outputs)).view(members, count) == labels
         accuracies = correct.float().mean(1)
         return [{LOSS: loss, ACCURACY: accuracy}
                 for loss, accuracy in zip(losses.tolist(), accuracies.tolist(), strict=True)]  # fmt: skip
 
     def hand_back(self) -> None:
-        """Each member's weights and optimizer state into its own model and optimizer."""
-        write_back(self.params, self.models)
-        for row, (optimizer, model) in enumerate(zip(self.optimizers, self.models, strict=True)):
-            self.optimizer.export(row, optimizer, model)
-
-    def drop(self, leaving: set[int]) -> None:
-        """Members (stack indices) leave: their rows go, the others train on unchanged."""
-        rows = [row for row, member in enumerate(self.members) if member not in leaving]
-        index = torch.tensor(rows, device=next(iter(self.params.values())).device)
-        for name in list(self.params):
-            self.params[name] = self.params[name].detach()[index].requires_grad_()
-        self.optimizer.keep(rows)
-        for attribute in ("members", "models", "optimizers", "shuffles"):
-            setattr(self, attribute, [getattr(self, attribute)[row] for row in rows])
+        """Each active member's weights and optimizer state into its own model and optimizer."""
+        rows = [row for row, active in enumerate(self.active) if active]
+        write_back(self.params, self.models, rows)
+        for row in rows:
+            self.optimizer.export(row, self.optimizers[row], self.models[row])
 
 
 def train_stacked_epochs(
@@ -245,40 +262,39 @@ def train_stacked_epochs(
     """`train_epochs` for a stack: after each epoch, one entry per member: its EpochResult, or the
     TrainingDiverged that ends it (it then leaves the stack; the others carry on), or None once gone."""
     count = len(stack.models)
-    by_batches: dict[tuple[int, bytes], list[int]] = {}
+    cohorts: dict[tuple[int, bytes], list[int]] = {}
     for member, (data, shuffle) in enumerate(zip(stack.datas, stack.shuffles, strict=True)):
-        by_batches.setdefault((id(data), shuffle.get_state().numpy().tobytes()), []).append(member)
-    cohorts = [_Cohort(stack, members, head) for members in by_batches.values()]
+        cohorts.setdefault((id(data), shuffle.get_state().numpy().tobytes()), []).append(member)
+    by_size: dict[int, list[list[int]]] = {}
+    for cohort in cohorts.values():
+        by_size.setdefault(len(cohort), []).append(cohort)
+    blocks = [_Block(stack, same_size, head) for same_size in by_size.values()]
     forward = stacked_forward(stack.models[0])
     starting = [0.0] * count
-    for cohort in cohorts:
+    for block in blocks:
         for member, measured in zip(
-            cohort.members, cohort.evaluate(forward, head, cohort.data.train), strict=True
+            block.members, block.evaluate(forward, head, [d.train for d in block.datas]), strict=True
         ):
             starting[member] = measured[LOSS]
     for epoch in range(start_epoch, epochs):
         results: list[EpochResult | TrainingDiverged | None] = [None] * count
-        for cohort in cohorts:
-            for model in cohort.models:
-                model.train()
-            losses = cohort.epoch(forward, head, batch_size).tolist()
-            val = cohort.data.val
-            validation = cohort.evaluate(forward, head, val) if val is not None else None
-            cohort.hand_back()
-            leaving = set()
-            for row, member in enumerate(cohort.members):
+        for block in blocks:
+            losses = block.epoch(forward, head, batch_size).tolist()
+            vals = [data.val for data in block.datas]
+            validation = block.evaluate(forward, head, vals) if vals[0] is not None else None  # type: ignore[arg-type]
+            for row, member in enumerate(block.members):
+                if not block.active[row]:
+                    continue
                 diverged = divergence(losses[row], starting[member], epoch, epochs)
-                if diverged is not None:
+                if diverged is not None:  # out of the stack: its row trains on, unread and unsaved
                     results[member] = diverged
-                    leaving.add(member)  # out of the stack: its parameters no longer step
+                    block.active[row] = False
                     continue
                 metrics = {TRAIN_LOSS: losses[row]}
                 if validation is not None:
                     metrics |= tagged(VAL, validation[row])
                 results[member] = EpochResult(epoch, metrics)
-            if leaving:
-                cohort.drop(leaving)
-        cohorts = [cohort for cohort in cohorts if cohort.members]
+            block.hand_back()
         yield results
-        if not cohorts:
+        if not any(any(block.active) for block in blocks):
             return

@@ -15,7 +15,9 @@ from hydra_plugins.logreg_lab.vectorized_launcher import task_config
 from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP
 from src.stacked_step import StackedOptimizer, stacked_forward, stacked_parameters, write_back
-from tests.helpers import CONF
+from src.sweep import FailedRun
+from tests.helpers import CONF, train_here
+from tests.test_stack import assert_same_numbers, stacked
 
 SWEEPS = {
     "values": [["optimizer.lr=0.1", "optimizer.lr=0.01"], ["seed=0", "seed=3"],
@@ -123,3 +125,17 @@ def test_the_stacked_optimizer_steps_each_member_as_torch_does_alone(name):
             assert state.keys() == solo_state[index].keys()
             for key, value in state.items():
                 torch.testing.assert_close(value, solo_state[index][key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["logistic", "mlp"])
+def test_cohorts_of_several_seeds_step_together_and_equal_their_solo_runs(tmp_path, fake_pair, model):
+    common = [*fake_pair, f"model={model}", "trainer.batch_size=16", "optimizer=adamw"]
+    variants = [[f"optimizer.lr={lr}", f"seed={seed}"] for seed in (1, 4) for lr in (0.01, 0.03)]
+    variants[0] += ["optimizer.lr=1e30"]  # diverges: leaves its cohort, the others carry on
+    outcomes = stacked(tmp_path, common, variants)
+    assert isinstance(outcomes[0], FailedRun)
+    assert all(outcome["status"] == "completed" for outcome in outcomes[1:])
+    for number in (1, 3):  # one of each seed
+        solo = tmp_path / f"solo{number}"
+        train_here(solo, *common, *variants[number])
+        assert_same_numbers(tmp_path / "stack" / str(number), solo)
