@@ -108,7 +108,7 @@ def job_context(config: DictConfig) -> Any:
 
     hydra = config.hydra
     run_dir = Path(str(hydra.sweep.dir)) / str(hydra.sweep.subdir)
-    saved = OmegaConf.create({"hydra": OmegaConf.to_container(hydra, resolve=False)})
+    saved = OmegaConf.masked_copy(config, "hydra")  # what HydraConfig holds once Hydra runs the job
     return RunContext.from_settings(hydra, run_dir, saved)
 
 
