@@ -44,13 +44,14 @@ class SweepConfigs:
         overrides = self.parser.parse_overrides(list(sweep_overrides))
         values = [o for o in overrides if is_plain(o) and not self.is_group(o.key_or_group)]
         pattern = pattern_of(overrides, values)
+        if pattern is None:  # a + or ~ override: Hydra composes it
+            return self.compose(master_config, list(sweep_overrides))
         key = (id(master_config), pattern)
-        if pattern is None or key not in self.bases:
+        if key not in self.bases:
             config = self.compose(master_config, list(sweep_overrides))
-            if pattern is not None:  # a plain key that names a config group: compose every job
-                choices = config.hydra.runtime.choices
-                derivable = not any(o.key_or_group in choices for o in values)
-                self.bases[key] = copy.deepcopy(config) if derivable else None  # kept as composed
+            choices = config.hydra.runtime.choices  # a plain key that names a group: compose every job
+            derivable = not any(o.key_or_group in choices for o in values)
+            self.bases[key] = copy.deepcopy(config) if derivable else None  # kept as composed
             return config
         base = self.bases[key]
         if base is None:
