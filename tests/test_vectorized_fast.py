@@ -16,7 +16,7 @@ from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP
 from src.stacked_step import StackedOptimizer, stacked_forward, stacked_parameters, write_back
 from src.sweep import FailedRun
-from tests.helpers import CONF, train_here
+from tests.helpers import CONF, launch, read_metrics, train_here
 from tests.test_stack import assert_same_numbers, stacked
 
 SWEEPS = {
@@ -139,3 +139,35 @@ def test_cohorts_of_several_seeds_step_together_and_equal_their_solo_runs(tmp_pa
         solo = tmp_path / f"solo{number}"
         train_here(solo, *common, *variants[number])
         assert_same_numbers(tmp_path / "stack" / str(number), solo)
+
+
+def test_a_stacked_jobs_directory_holds_what_a_basic_launchers_job_holds(tmp_path):
+    sweeps = {}
+    for launcher in ("basic", "vectorized"):
+        sweep_dir = tmp_path / launcher
+        process = launch("-m", f"hydra/launcher={launcher}", "optimizer.lr=0.01,0.1", "seed=1,1",
+                         "trainer.epochs=5", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+        assert process.returncode == 0, process.stderr
+        sweeps[launcher] = sweep_dir
+    for number in range(4):
+        basic, stacked = (sweeps[name] / str(number) for name in ("basic", "vectorized"))
+        assert files_in(stacked) == files_in(basic)
+        for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "config_tree.txt"):
+            assert (stacked / name).read_text() == (basic / name).read_text(), name
+        settings = [OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra for folder in (stacked, basic)]
+        assert settings[0].runtime.output_dir == str(stacked.resolve())
+        for node in ("overrides.task", "job.override_dirname", "job.num", "runtime.choices.optimizer"):
+            assert OmegaConf.select(settings[0], node) == OmegaConf.select(settings[1], node), node
+        assert f"#{number}" in (stacked / "train.log").read_text()  # the job's line, in its own log
+        assert read_metrics(stacked).keys() == read_metrics(basic).keys()
+
+
+def files_in(folder):
+    """Every file under `folder`, an event file by its folder (its name holds a time and a host)."""
+    return sorted(
+        str(path.parent.relative_to(folder)) + "/<events>"
+        if "tfevents" in path.name
+        else str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file()
+    )
