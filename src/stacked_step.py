@@ -125,6 +125,11 @@ class StackedOptimizer:
                 assert len(steps) == 1, "members of one stack have taken the same steps"
                 self.step_count = steps.pop()
 
+    def set_lrs(self, lrs: list[float]) -> None:
+        """Each member's learning rate for the next steps (its schedule's, when it has one)."""
+        if lrs != self.hyper["lr"].tolist():
+            self.hyper["lr"] = torch.tensor(lrs, dtype=torch.float64, device=self.hyper["lr"].device)
+
     def _shaped(self, name: str, key: str, dtype: torch.dtype) -> Tensor:
         """A hyperparameter per member, shaped to broadcast against parameter `name` (members first)."""
         value = self.hyper[key]

@@ -6,7 +6,7 @@ between epochs (log, checkpoint, stop) and reads top to bottom.
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -167,7 +167,8 @@ class Stack:
     models: list[nn.Module]
     datas: list[ClassificationData]
     shuffles: list[torch.Generator]
-    optimizers: list[torch.optim.Optimizer]
+    optimizers: list[torch.optim.Optimizer]  # each epoch trains with their learning rates as they are
+    left: set[int] = field(default_factory=set)  # members the caller took out (early stopping)
 
 
 class _Block:
@@ -208,6 +209,7 @@ class _Block:
 
     def epoch(self, forward: StackedForward, head: Head, batch_size: int | None) -> Tensor:
         """One epoch of every member, on the batches `train_one_epoch` would draw; their losses (members,)."""
+        self.optimizer.set_lrs([optimizer.param_groups[0]["lr"] for optimizer in self.optimizers])
         size = len(self.trains[0])
         if batch_size is None or batch_size >= size:
             batches = iter([self._joined(self.trains)])
@@ -279,6 +281,10 @@ def train_stacked_epochs(
     for epoch in range(start_epoch, epochs):
         results: list[EpochResult | TrainingDiverged | None] = [None] * count
         for block in blocks:
+            for row, member in enumerate(block.members):
+                block.active[row] = block.active[row] and member not in stack.left
+            if not any(block.active):
+                continue
             losses = block.epoch(forward, head, batch_size).tolist()
             vals = [data.val for data in block.datas]
             validation = block.evaluate(forward, head, vals) if vals[0] is not None else None  # type: ignore[arg-type]
@@ -296,5 +302,6 @@ def train_stacked_epochs(
                 results[member] = EpochResult(epoch, metrics)
             block.hand_back()
         yield results
-        if not any(any(block.active) for block in blocks):
+        if all(not active or member in stack.left for block in blocks
+               for active, member in zip(block.active, block.members, strict=True)):  # fmt: skip
             return

@@ -16,7 +16,7 @@ from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP
 from src.stacked_step import StackedOptimizer, stacked_forward, stacked_parameters, write_back
 from src.sweep import FailedRun
-from tests.helpers import CONF, launch, read_metrics, train_here
+from tests.helpers import CONF, launch, read_metrics, train_here, write_overfitting_dataset
 from tests.test_stack import assert_same_numbers, stacked
 
 SWEEPS = {
@@ -171,3 +171,56 @@ def files_in(folder):
         for path in folder.rglob("*")
         if path.is_file()
     )
+
+
+SCHEDULES = [
+    ["scheduler=step", "scheduler.step_size=2"],
+    ["scheduler=cosine"],
+    ["scheduler=plateau", "scheduler.patience=0", "scheduler.threshold=0.5"],
+]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_each_member_follows_its_own_schedule_from_its_own_lr(tmp_path, fake_pair, schedule):
+    common = [*fake_pair, "trainer.epochs=6", "trainer.batch_size=32", *schedule]
+    variants = [
+        ["optimizer.lr=0.1", "seed=1"],
+        ["optimizer.lr=0.03", "seed=1"],
+        ["optimizer.lr=0.1", "seed=2"],
+    ]
+    outcomes = stacked(tmp_path, common, variants)
+    assert all(outcome["status"] == "completed" for outcome in outcomes)
+    for number in (1, 2):
+        solo = tmp_path / f"solo{number}"
+        train_here(solo, *common, *variants[number])
+        assert_same_numbers(tmp_path / "stack" / str(number), solo)  # train/lr among the scalars
+        ours, theirs = (torch.load(d / "checkpoints" / "last.pt", weights_only=False) for d in
+                        (tmp_path / "stack" / str(number), solo))  # fmt: skip
+        assert ours["scheduler"].keys() == theirs["scheduler"].keys()
+        for key, value in theirs["scheduler"].items():
+            assert ours["scheduler"][key] == (
+                pytest.approx(value, rel=1e-5) if isinstance(value, float) else value
+            )
+
+
+def test_a_member_out_of_patience_leaves_the_stack_and_the_others_carry_on(tmp_path):
+    folder = write_overfitting_dataset(tmp_path / "noise")
+    common = ["dataset=mnist_binary", f"dataset.root={folder}", "dataset.val_fraction=0.3",
+              "trainer.epochs=15", "trainer.patience=3"]  # fmt: skip
+    variants = [["optimizer.lr=0.1"], ["optimizer.lr=0.02"], ["optimizer.lr=0.3", "seed=3"]]
+    outcomes = stacked(tmp_path, common, variants)
+    assert len({outcome["epochs"] for outcome in outcomes}) > 1  # they stop at different epochs
+    for number, variant in enumerate(variants):
+        solo = tmp_path / f"solo{number}"
+        alone = train_here(solo, *common, *variant)
+        member = tmp_path / "stack" / str(number)
+        assert_same_numbers(member, solo)
+        mine = read_metrics(member)
+        assert [mine[key] for key in ("epochs", "best_epoch", "stopped_early", "test_weights")] == [
+            alone[key] for key in ("epochs", "best_epoch", "stopped_early", "test_weights")
+        ]
+        for key in ("val/loss", "test/loss", "test/accuracy"):
+            assert mine[key] == pytest.approx(alone[key], rel=1e-5), key
+        for name in ("best.pt", "last.pt"):
+            saved = (torch.load(d / "checkpoints" / name, weights_only=False) for d in (member, solo))
+            assert next(saved)["epoch"] == next(saved)["epoch"], name
