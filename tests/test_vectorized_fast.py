@@ -52,6 +52,7 @@ def test_every_derived_job_config_equals_hydras_own_composition(loader, tmp_path
     for job in jobs:
         ours = configs(master, job)
         assert configs(master, job) is ours  # the sweeper's check and the launcher's load share it
+        assert configs(master, job) is not ours  # a third ask (the same job twice): a config of its own
         hydras = ConfigLoaderImpl.load_sweep_config(loader, master, job)
         assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras), job
         for node in ("hydra.overrides.task", "hydra.overrides.hydra", "hydra.job.override_dirname",
@@ -64,7 +65,8 @@ def test_every_derived_job_config_equals_hydras_own_composition(loader, tmp_path
     if sweep in ("values", "groups and values", "interpolations"):
         assert len(composed) == len(groups)  # one composition per pattern of group choices
     else:
-        assert len(composed) == len(jobs)  # + and ~ overrides: every job composed by Hydra
+        assert len(composed) == 2 * len(jobs)  # + and ++ overrides: every ask composed by Hydra (the
+        # sweeper's check and the launcher share the first; the third above is composed again)
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,9 @@ class SweepConfigs:
 
     def __call__(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         job = (id(master_config), tuple(sweep_overrides))
-        if job not in self.jobs:
-            self.jobs[job] = self.load(master_config, sweep_overrides)
+        if job in self.jobs:  # the second ask (the launcher's, after the sweeper's check) takes it
+            return self.jobs.pop(job)
+        self.jobs[job] = self.load(master_config, sweep_overrides)
         return self.jobs[job]
 
     def load(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:

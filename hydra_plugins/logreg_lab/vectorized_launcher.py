@@ -5,6 +5,10 @@ train together (src/stack.py); the others (LBFGS, or a group of one) run one by 
 the basic launcher runs them. Then every job goes through Hydra's own job machinery in order (its
 working directory, log, callbacks), where a stacked job reports the outcome its stack gave it, so the
 sweep's lines, summary and return values are those of any other launcher.
+
+What keeps it fast besides the shared epochs: the sweeper and the launcher compose one job's config per
+pattern of group choices and derive the others (sweep_configs.py), and a stacked job, which only reports,
+goes through run_job's steps without run_job's copies of its config (run_reported).
 """
 
 import copy
