@@ -89,10 +89,13 @@ class StackedOptimizer:
             raise ValueError("stacked optimizers support neither maximize, amsgrad nor dampening")
         self.decoupled = self.kind is torch.optim.AdamW or bool(first.get("decoupled_weight_decay"))
         self.eps = first.get("eps", 0.0)
-        device = next(iter(params.values())).device
+        self.device = next(iter(params.values())).device
+        self._on_device: dict[tuple[str, str], Tensor] = {}
 
+        # On the host in double precision, as torch.optim computes with Python floats (and as every
+        # device can hold it); each step uses them cast to the parameters' dtype, on their device.
         def column(values: list[float]) -> Tensor:
-            return torch.tensor(values, dtype=torch.float64, device=device)
+            return torch.tensor(values, dtype=torch.float64)
 
         self.hyper = {"lr": column([g["lr"] for g in groups]),
                       "weight_decay": column([g["weight_decay"] for g in groups])}  # fmt: skip
@@ -128,12 +131,18 @@ class StackedOptimizer:
     def set_lrs(self, lrs: list[float]) -> None:
         """Each member's learning rate for the next steps (its schedule's, when it has one)."""
         if lrs != self.hyper["lr"].tolist():
-            self.hyper["lr"] = torch.tensor(lrs, dtype=torch.float64, device=self.hyper["lr"].device)
+            self.hyper["lr"] = torch.tensor(lrs, dtype=torch.float64)
+            self._on_device.clear()
 
     def _shaped(self, name: str, key: str, dtype: torch.dtype) -> Tensor:
         """A hyperparameter per member, shaped to broadcast against parameter `name` (members first)."""
-        value = self.hyper[key]
-        return value.to(dtype).view(-1, *[1] * (self.params[name].ndim - 1))
+        if (name, key) not in self._on_device:
+            self._on_device[(name, key)] = self._column(name, self.hyper[key], dtype)
+        return self._on_device[(name, key)]
+
+    def _column(self, name: str, values: Tensor, dtype: torch.dtype) -> Tensor:
+        """Per-member values (host, double) as `dtype` on the parameters' device, shaped for `name`."""
+        return values.to(dtype).to(self.device).view(-1, *[1] * (self.params[name].ndim - 1))
 
     def zero_grad(self) -> None:
         for parameter in self.params.values():
@@ -172,7 +181,7 @@ class StackedOptimizer:
 
         lr, decay = self.hyper["lr"], self.hyper["weight_decay"]
         if self.decoupled:
-            param.mul_((1 - lr * decay).to(param.dtype).view_as(h("lr")))
+            param.mul_(self._column(name, 1 - lr * decay, param.dtype))
         else:
             grad = grad + h("weight_decay") * param
         state = self.state[name]
@@ -184,9 +193,8 @@ class StackedOptimizer:
         # Bias corrections in double precision, as torch computes them in Python floats.
         correction1 = 1 - self.hyper["beta1"] ** self.step_count
         correction2_sqrt = (1 - self.hyper["beta2"] ** self.step_count) ** 0.5
-        shape = h("lr").shape
-        step_size = (lr / correction1).to(param.dtype).view(shape)
-        denom = (exp_avg_sq.sqrt() / correction2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
+        step_size = self._column(name, lr / correction1, param.dtype)
+        denom = (exp_avg_sq.sqrt() / self._column(name, correction2_sqrt, param.dtype)).add_(self.eps)
         param.sub_(step_size * (exp_avg / denom))
 
     def export(self, row: int, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
