@@ -200,6 +200,7 @@ class StackedOptimizer:
     def export(self, row: int, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         """Member `row`'s state into its own (never stepped) optimizer, keyed by its model's parameters,
         as its solo optimizer would hold it after the same steps."""
+        optimizer._opt_called = True  # type: ignore[attr-defined]  # stepped, for torch's schedulers' check
         for name, parameter in model.named_parameters():
             state = self.state[name]
             if self.kind is torch.optim.SGD:
