@@ -1,6 +1,6 @@
 """Sweep benchmarks: parallel launchers, vectorized stacks, and CPU threads.
 
-    python -m benchmarks.bench_sweeps [--repeats 1]      (also part of `make bench`)
+    python -m benchmarks.bench_sweeps [--repeats 1] [--only-vectorized]      (also part of `make bench`)
 
 Lines (goals from issues 10, 11 and 15): a 4- and an 8-job Fashion-MNIST pair sweep with joblib
 (n_jobs=2, each job on its share of the cores) against the basic launcher; a 32-job grid (8 learning
@@ -10,6 +10,8 @@ neighbour at one and two threads. It also prints how a stack's epoch time grows 
 """
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +45,7 @@ def sweep_seconds(workdir: Path, name: str, data: list[str], *overrides: str) ->
     return time.perf_counter() - started
 
 
-def sweep_rows(repeats: int, workdir: Path) -> tuple[list[Row], str]:
+def sweep_rows(repeats: int, workdir: Path, only_vectorized: bool = False) -> tuple[list[Row], str]:
     family, flat, classes, _ = pair_source(workdir)
     data = [
         f"dataset={family}_binary",
@@ -56,15 +58,16 @@ def sweep_rows(repeats: int, workdir: Path) -> tuple[list[Row], str]:
         count[0] += 1
         return sweep_seconds(workdir, f"s{count[0]}", data, *overrides)
 
-    for jobs in (4, 8):
-        lrs = ",".join(LRS[-jobs:])
-        basic = median_seconds(lambda: timed(f"optimizer.lr={lrs}"), repeats)  # noqa: B023
-        joblib = median_seconds(
-            lambda: timed("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"optimizer.lr={lrs}"),  # noqa: B023
-            repeats,
-        )
-        rows.append(Row(f"{jobs}-job pair sweep: joblib n_jobs=2 vs basic", joblib, basic, "s", "<= 0.65x",
-                        joblib <= 0.65 * basic))  # fmt: skip
+    if not only_vectorized:
+        for jobs in (4, 8):
+            lrs = ",".join(LRS[-jobs:])
+            basic = median_seconds(lambda: timed(f"optimizer.lr={lrs}"), repeats)  # noqa: B023
+            joblib = median_seconds(
+                lambda: timed("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"optimizer.lr={lrs}"),  # noqa: B023
+                repeats,
+            )
+            name = f"{jobs}-job pair sweep: joblib n_jobs=2 vs basic"
+            rows.append(Row(name, joblib, basic, "s", "<= 0.65x", joblib <= 0.65 * basic))
 
     def one_run() -> None:
         run(
@@ -72,20 +75,34 @@ def sweep_rows(repeats: int, workdir: Path) -> tuple[list[Row], str]:
             workdir,
         )
 
-    one = median_seconds(one_run, repeats)
+    # One run and the two grids, interleaved repeat by repeat so that all three see the same load.
     grid = [f"optimizer.lr={','.join(LRS)}", f"optimizer.weight_decay={','.join(DECAYS)}"]
-    vectorized = median_seconds(lambda: timed("hydra/launcher=vectorized", *grid), repeats)
-    basic = timed(*grid)
-    joblib = timed("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *grid)
-    note = f"basic launcher {basic:.1f} s, joblib {joblib:.1f} s"
+    seeds = "seed=" + ",".join(str(s) for s in range(8))
+    times: dict[str, list[float]] = {"one": [], "grid": [], "seeds": []}
+    actions = {
+        "one": one_run,
+        "grid": lambda: timed("hydra/launcher=vectorized", *grid),
+        "seeds": lambda: timed("hydra/launcher=vectorized", *grid, seeds),
+    }
+    for _ in range(repeats):
+        for name, action in actions.items():
+            started = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - started)
+    one, vectorized, big = (statistics.median(times[name]) for name in ("one", "grid", "seeds"))
+    note = ""
+    if not only_vectorized:
+        basic = timed(*grid)
+        joblib = timed("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *grid)
+        note = f"basic launcher {basic:.1f} s, joblib {joblib:.1f} s"
     rows.append(
         Row("32-job grid, vectorized vs one run", vectorized, one, "s", "<= 3x", vectorized <= 3 * one, note)
     )
-    seeds = "seed=" + ",".join(str(s) for s in range(8))
-    big = median_seconds(lambda: timed("hydra/launcher=vectorized", *grid, seeds), repeats)
     rows.append(
         Row("256-job grid (x 8 seeds), vectorized vs one run", big, one, "s", "<= 10x", big <= 10 * one)
     )
+    if only_vectorized:
+        return rows, scaling_table(flat, family, classes)
 
     single, double = thread_epochs()
     rows.append(Row("wide MLP (4096 hidden, batch 1024): 2 threads vs 1", double, single, "s/epoch",
@@ -151,17 +168,20 @@ def scaling_table(flat: Path, family: str, classes: list[int]) -> str:
 
     torch.set_num_threads(1)
     data = load_images(family, str(flat), classes, 0.1, False, 0.2860, 0.3530, seed=0)
-    lines = ["| members | s per epoch | per member |", "|---|---|---|"]
-    for members in (1, 4, 16, 64):
+    lines = ["| members | seeds | s per epoch | per member |", "|---|---|---|---|"]
+    datas = [data] + [
+        load_images(family, str(flat), classes, 0.1, False, 0.2860, 0.3530, seed=seed) for seed in range(1, 8)
+    ]
+    for members, seeds in ((1, 1), (4, 1), (16, 1), (64, 1), (256, 1), (256, 8)):
         models = [LogisticRegression(784, 1) for _ in range(members)]
-        groups = [{"params": list(m.parameters()), "lr": 0.01} for m in models]
-        stack = Stack(models, [data] * members, [torch.Generator().manual_seed(0) for _ in models],
-                      torch.optim.SGD(groups, lr=0.01))  # fmt: skip
+        optimizers = [torch.optim.SGD(m.parameters(), lr=0.01 * (1 + i % 8)) for i, m in enumerate(models)]
+        shuffles = [torch.Generator().manual_seed(i % seeds) for i in range(members)]
+        stack = Stack(models, [datas[i % seeds] for i in range(members)], shuffles, optimizers)
         started = time.perf_counter()
         for _ in train_stacked_epochs(stack, BinaryCrossEntropy("mean"), 2, 64):
             pass
         seconds = (time.perf_counter() - started) / 2
-        lines.append(f"| {members} | {seconds:.3f} | {seconds / members:.4f} |")
+        lines.append(f"| {members} | {seeds} | {seconds:.3f} | {seconds / members:.4f} |")
     return "\n".join(lines)
 
 
@@ -170,11 +190,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--only-vectorized", action="store_true", help="the vectorized lines alone")
     args = parser.parse_args()
+    before = os.getloadavg()
     with tempfile.TemporaryDirectory() as workdir:
-        rows, scaling = sweep_rows(args.repeats, Path(workdir))
+        rows, scaling = sweep_rows(args.repeats, Path(workdir), args.only_vectorized)
+    after = os.getloadavg()
     print(table(rows))
-    print("\nA stack's epoch by members (Fashion pair, batch 64, one thread):\n\n" + scaling)
+    print(f"\nload average (1, 5, 15 min): before {before}, after {after}")
+    print("\nA stack's epoch by members (Fashion pair, batch 64, one thread; seeds: cohorts):\n\n" + scaling)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ class Head(Protocol):
         """The loss of logits (N, outputs) against prepared targets (or plain class indices)."""
         ...
 
+    def member_losses(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """`loss` of each member of a stack (src/stacked_step.py): logits (members, N, outputs) against
+        prepared targets shared by all (N, ...) or each member's own (members, N, ...); (members,)."""
+        ...
+
     def probabilities(self, logits: Tensor) -> Tensor:
         """Per-class probabilities (N, classes)."""
         ...
@@ -97,6 +102,15 @@ class BinaryCrossEntropy:
         total = self._loss(logits, targets.to(logits.dtype))
         return total / len(logits) if self.reduction == "mean" else total
 
+    def member_losses(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if self.num_classes == 2:
+            logits = logits.squeeze(2)
+        each = nn.functional.binary_cross_entropy_with_logits(
+            logits, targets.to(logits.dtype).expand_as(logits), reduction="none"
+        )
+        total = each.flatten(1).sum(1)
+        return total / logits.shape[1] if self.reduction == "mean" else total
+
     def probabilities(self, logits: Tensor) -> Tensor:
         """(N, 2) for a pair; for one-vs-rest each class's own sigmoid, which need not sum to one."""
         if self.num_classes == 2:
@@ -127,6 +141,14 @@ class CrossEntropy:
 
     def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         return self._loss(logits, targets)
+
+    def member_losses(self, logits: Tensor, targets: Tensor) -> Tensor:
+        members, count, classes = logits.shape
+        each = nn.functional.cross_entropy(
+            logits.reshape(members * count, classes), targets.expand(members, count).reshape(-1),
+            reduction="none",
+        ).view(members, count)  # fmt: skip
+        return each.mean(1) if self.reduction == "mean" else each.sum(1)
 
     def probabilities(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=1)

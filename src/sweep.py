@@ -16,6 +16,7 @@ table in summary.md); its figure draws each configuration's mean curve in a ±1 
 
 import csv
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -68,8 +69,18 @@ def sweep_definition(config: DictConfig) -> dict[str, Any]:
 def read_sweep_record(sweep_dir: Path, key: str) -> list[str]:
     """One list from the sweep.yaml of the sweep in `sweep_dir` (empty when there is none)."""
     record = sweep_dir / SWEEP_RECORD
-    held = OmegaConf.to_container(OmegaConf.load(record)) if record.is_file() else {}
+    try:
+        stamp = record.stat()
+    except OSError:
+        return []
+    held = _load_record(record, stamp.st_mtime_ns, stamp.st_size)
     return [str(item) for item in held.get(key, [])] if isinstance(held, dict) else []
+
+
+@functools.lru_cache(maxsize=8)
+def _load_record(record: Path, modified_ns: int, size: int) -> Any:
+    """sweep.yaml's content, read once per version of the file (every job of a sweep asks for it)."""
+    return OmegaConf.to_container(OmegaConf.load(record))
 
 
 def sweep_overrides(sweep_dir: Path) -> list[str]:
@@ -290,7 +301,8 @@ def write_sweep_figure(
     def label(row: dict[str, Any]) -> str:  # only what tells the jobs apart
         return " ".join([f"#{row['job']}"] + [o for o in row["overrides"].split() if o not in shared])
 
-    curves = {label(row): read_curve(sweep_dir / str(row["job"]), tag) for row in rows}
+    by_job = {row["job"]: read_curve(sweep_dir / str(row["job"]), tag) for row in rows}  # read once
+    curves = {label(row): by_job[row["job"]] for row in rows}
     path = sweep_dir / "sweep_curves.png"
     if not groups:
         path.write_bytes(png_bytes(line_chart(curves, f"{tag} per job, best first", tag)))
@@ -299,7 +311,9 @@ def write_sweep_figure(
     means, bands = {}, {}
     for key, group in groups.items():
         seeds = [
-            read_curve(sweep_dir / str(row["job"]), tag) for row in group if row.get("status") == "completed"
+            by_job[row["job"]] if row["job"] in by_job else read_curve(sweep_dir / str(row["job"]), tag)
+            for row in group
+            if row.get("status") == "completed"
         ]
         name = " ".join(o for o in key.split() if o not in shared) or "(defaults)"
         name = f"{name} ({len(seeds)} seeds)"

@@ -6,7 +6,7 @@ between epochs (log, checkpoint, stop) and reads top to bottom.
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from src.data import ClassificationData, Split
 from src.errors import TrainingDiverged
 from src.losses import Head
 from src.metrics import ACCURACY, LOSS, TRAIN_LOSS, VAL, tagged
+from src.stacked_step import StackedForward, StackedOptimizer, stacked_forward, stacked_parameters, write_back
 
 EXPLODED = 1e6  # how many times its starting value a final loss may be before the run counts as diverged
 
@@ -149,20 +150,112 @@ def predict(model: nn.Module, head: Head, inputs: Tensor) -> tuple[Tensor, Tenso
 
 
 # --- a stack of models --------------------------------------------------------------------------------
-# The jobs of a sweep that differ only in optimizer settings and seed can share every step: their models
-# are stacked (torch.func.vmap over one template) and trained together, each in its own optimizer
-# parameter group. Each member keeps its own data split, initial weights and batch order, exactly as it
-# would have alone, so its numbers equal its solo run's up to float re-association.
+# The jobs of a sweep that differ only in optimizer settings and seed can share every step: their
+# parameters are stacked (src/stacked_step.py) and trained together, each member with its own
+# hyperparameters. Each member keeps its own data split, initial weights and batch order, exactly as it
+# would have alone, so its numbers equal its solo run's up to float re-association. Members of one seed
+# share their split and batch order (a cohort): each batch is gathered once per cohort, and cohorts of
+# equal size step together, as one batched matrix product per layer.
 
 
 @dataclass
 class Stack:
-    """The members trained together; `optimizer` holds one parameter group per member, in order."""
+    """The members trained together, each with its own solo optimizer (hyperparameters, and the state
+    of a resumed run). After every epoch, each member's model, optimizer state and shuffling generator
+    hold what its solo run's would, so the caller can checkpoint or test it as a solo run."""
 
     models: list[nn.Module]
     datas: list[ClassificationData]
     shuffles: list[torch.Generator]
-    optimizer: torch.optim.Optimizer
+    optimizers: list[torch.optim.Optimizer]  # each epoch trains with their learning rates as they are
+    left: set[int] = field(default_factory=set)  # members the caller took out (early stopping)
+
+
+class _Block:
+    """Cohorts of equal size, stepped as one: members in cohort order, `per_cohort` in each."""
+
+    def __init__(self, stack: Stack, cohorts: list[list[int]], head: Head) -> None:
+        self.members = [member for cohort in cohorts for member in cohort]
+        self.per_cohort = len(cohorts[0])
+        self.datas = [stack.datas[cohort[0]] for cohort in cohorts]
+        self.trains = [Split(d.train.inputs, head.prepare_targets(d.train.labels)) for d in self.datas]  # type: ignore[arg-type]
+        self.shuffles = [[stack.shuffles[member] for member in cohort] for cohort in cohorts]
+        self.models = [stack.models[member] for member in self.members]
+        self.optimizers = [stack.optimizers[member] for member in self.members]
+        self.params = stacked_parameters(self.models)
+        self.optimizer = StackedOptimizer(self.params, self.optimizers)
+        self.active = [True] * len(self.members)  # a member that diverged stays in the tensors, unused
+
+    def _joined(self, splits: list[Split], index: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Inputs for the forward ((N, features) for one cohort, (cohorts, N, features) for more) and
+        each member's targets (shared, or (members, N, ...)); of the examples `index` picks in each
+        cohort's split, or all of them."""
+        if index is None and len(splits) == 1:
+            return splits[0].inputs, splits[0].labels  # type: ignore[return-value]
+        if index is None:
+            index = [torch.arange(len(split), device=split.inputs.device) for split in splits]
+        targets = [split.labels[picked] for split, picked in zip(splits, index, strict=True)]  # type: ignore[index]
+        if len(splits) == 1:
+            return splits[0].inputs[index[0]], targets[0]
+        first = splits[0].inputs
+        inputs = torch.empty(
+            (len(splits), len(index[0]), *first.shape[1:]), dtype=first.dtype, device=first.device
+        )
+        for cohort, (split, picked) in enumerate(zip(splits, index, strict=True)):
+            torch.index_select(split.inputs, 0, picked, out=inputs[cohort])  # gathered in place, no copy
+        joined = torch.stack(targets)
+        per_member = joined.unsqueeze(1).expand(len(splits), self.per_cohort, *joined.shape[1:])
+        return inputs, per_member.flatten(0, 1)
+
+    def epoch(self, forward: StackedForward, head: Head, batch_size: int | None) -> Tensor:
+        """One epoch of every member, on the batches `train_one_epoch` would draw; their losses (members,)."""
+        self.optimizer.set_lrs([optimizer.param_groups[0]["lr"] for optimizer in self.optimizers])
+        size = len(self.trains[0])
+        if batch_size is None or batch_size >= size:
+            batches = iter([self._joined(self.trains)])
+        else:  # one draw per cohort: its members' generators are in the same state, and stay so
+            orders = []
+            for shuffles in self.shuffles:
+                orders.append(torch.randperm(size, generator=shuffles[0]).to(self.trains[0].inputs.device))
+                for shuffle in shuffles[1:]:
+                    shuffle.set_state(shuffles[0].get_state())
+            batches = (
+                self._joined(self.trains, [order[start : start + batch_size] for order in orders])
+                for start in range(0, size, batch_size)
+            )
+        losses, sizes = [], []
+        for batch_inputs, batch_targets in batches:
+            self.optimizer.zero_grad()
+            member_losses = head.member_losses(forward(self.params, batch_inputs), batch_targets)
+            member_losses.sum().backward()  # each member's gradient is its own loss's
+            self.optimizer.step()
+            losses.append(member_losses.detach())
+            sizes.append(batch_inputs.shape[-2])
+        stacked = torch.stack(losses)  # (batches, members)
+        if len(losses) == 1:
+            return stacked[0]
+        if head.reduction == "mean":  # weigh each batch's mean by its size: the last one may be short
+            return (stacked * torch.tensor(sizes, device=stacked.device).unsqueeze(1)).sum(0) / size
+        return stacked.sum(0)
+
+    @torch.no_grad()
+    def evaluate(self, forward: StackedForward, head: Head, splits: list[Split]) -> list[dict[str, float]]:
+        """`evaluate` of every member on its cohort's split, in one batch."""
+        inputs, labels = self._joined(splits)
+        logits = forward(self.params, inputs)
+        losses = head.member_losses(logits, head.prepare_targets(labels))
+        members, count, outputs = logits.shape
+        correct = head.predict(logits.reshape(members * count, outputs)).view(members, count) == labels
+        accuracies = correct.float().mean(1)
+        return [{LOSS: loss, ACCURACY: accuracy}
+                for loss, accuracy in zip(losses.tolist(), accuracies.tolist(), strict=True)]  # fmt: skip
+
+    def hand_back(self) -> None:
+        """Each active member's weights and optimizer state into its own model and optimizer."""
+        rows = [row for row, active in enumerate(self.active) if active]
+        write_back(self.params, self.models, rows)
+        for row in rows:
+            self.optimizer.export(row, self.optimizers[row], self.models[row])
 
 
 def train_stacked_epochs(
@@ -171,138 +264,44 @@ def train_stacked_epochs(
     """`train_epochs` for a stack: after each epoch, one entry per member: its EpochResult, or the
     TrainingDiverged that ends it (it then leaves the stack; the others carry on), or None once gone."""
     count = len(stack.models)
-    active = list(range(count))
-    for data in stack.datas:
-        assert data.train.labels is not None, "training needs labels"
-    # Members of one seed share one split: each distinct split is prepared (and held) once.
-    distinct = list({id(data): data for data in stack.datas}.values())
-    which = [next(i for i, data in enumerate(distinct) if data is member) for member in stack.datas]
-    trains = [Split(data.train.inputs, head.prepare_targets(data.train.labels)) for data in distinct]  # type: ignore[arg-type]
-    starting = [
-        evaluate(model, head, data.train)[LOSS] for model, data in zip(stack.models, stack.datas, strict=True)
-    ]
-    groups = list(stack.optimizer.param_groups)
+    cohorts: dict[tuple[int, bytes], list[int]] = {}
+    for member, (data, shuffle) in enumerate(zip(stack.datas, stack.shuffles, strict=True)):
+        cohorts.setdefault((id(data), shuffle.get_state().numpy().tobytes()), []).append(member)
+    by_size: dict[int, list[list[int]]] = {}
+    for cohort in cohorts.values():
+        by_size.setdefault(len(cohort), []).append(cohort)
+    blocks = [_Block(stack, same_size, head) for same_size in by_size.values()]
+    forward = stacked_forward(stack.models[0])
+    starting = [0.0] * count
+    for block in blocks:
+        for member, measured in zip(
+            block.members, block.evaluate(forward, head, [d.train for d in block.datas]), strict=True
+        ):
+            starting[member] = measured[LOSS]
     for epoch in range(start_epoch, epochs):
-        members = [stack.models[m] for m in active]
-        for model in members:
-            model.train()
-        splits, shuffles = [which[m] for m in active], [stack.shuffles[m] for m in active]
-        losses = _stacked_epoch(members, head, stack.optimizer, trains, splits, batch_size, shuffles).tolist()
-        validation = _stacked_evaluate(members, head, [stack.datas[m].val for m in active])
         results: list[EpochResult | TrainingDiverged | None] = [None] * count
-        for position, member in enumerate(list(active)):
-            loss = losses[position]
-            diverged = divergence(loss, starting[member], epoch, epochs)
-            if diverged is None:
-                metrics = {TRAIN_LOSS: loss}
-                if validation is not None:
-                    metrics |= tagged(VAL, validation[position])
-                results[member] = EpochResult(epoch, metrics)
+        for block in blocks:
+            for row, member in enumerate(block.members):
+                block.active[row] = block.active[row] and member not in stack.left
+            if not any(block.active):
                 continue
-            results[member] = diverged
-            active.remove(member)  # out of the stack: its parameters no longer step
-            stack.optimizer.param_groups.remove(groups[member])
+            losses = block.epoch(forward, head, batch_size).tolist()
+            vals = [data.val for data in block.datas]
+            validation = block.evaluate(forward, head, vals) if vals[0] is not None else None  # type: ignore[arg-type]
+            for row, member in enumerate(block.members):
+                if not block.active[row]:
+                    continue
+                diverged = divergence(losses[row], starting[member], epoch, epochs)
+                if diverged is not None:  # out of the stack: its row trains on, unread and unsaved
+                    results[member] = diverged
+                    block.active[row] = False
+                    continue
+                metrics = {TRAIN_LOSS: losses[row]}
+                if validation is not None:
+                    metrics |= tagged(VAL, validation[row])
+                results[member] = EpochResult(epoch, metrics)
+            block.hand_back()
         yield results
-        if not active:
+        if all(not active or member in stack.left for block in blocks
+               for active, member in zip(block.active, block.members, strict=True)):  # fmt: skip
             return
-
-
-def _stack_parameters(models: list[nn.Module]) -> dict[str, Tensor]:
-    """The members' parameters stacked along a new first dimension (differentiable: gradients reach
-    each member's own tensors)."""
-    named = [dict(model.named_parameters()) for model in models]
-    return {name: torch.stack([parameters[name] for parameters in named]) for name in named[0]}
-
-
-def _stacked_logits(models: list[nn.Module], inputs: Tensor, shared: bool) -> Tensor:
-    """Every member's logits: (members, N, outputs). `shared`: one input batch (N, features) for all."""
-    template = models[0]
-    forward = torch.func.vmap(lambda params, x: torch.func.functional_call(template, params, (x,)),
-                              in_dims=(0, None if shared else 0))  # fmt: skip
-    return forward(_stack_parameters(models), inputs)
-
-
-def _stacked_epoch(
-    models: list[nn.Module],
-    head: Head,
-    optimizer: torch.optim.Optimizer,
-    trains: list[Split],
-    which: list[int],
-    batch_size: int | None,
-    shuffles: list[torch.Generator],
-) -> Tensor:
-    """One epoch of every member on its own batches (as `train_one_epoch` draws them) of its split,
-    `trains[which[member]]`; returns each member's epoch loss (members,)."""
-    size = len(trains[0])
-    shared = len(trains) == 1  # one split for all: batches index it directly
-    inputs = trains[0].inputs if shared else torch.stack([train.inputs for train in trains])
-    targets = trains[0].labels if shared else torch.stack([train.labels for train in trains])  # type: ignore[misc]
-    assert targets is not None
-    split_of = torch.tensor(which, device=inputs.device)
-    batches: Iterator[tuple[Tensor, Tensor, bool]]  # inputs, targets, and whether every member shares them
-    if batch_size is None or batch_size >= size:
-        batches = iter([(inputs, targets, True) if shared else (inputs[split_of], targets[split_of], False)])
-    else:
-        orders = torch.stack([torch.randperm(size, generator=shuffle) for shuffle in shuffles]).to(
-            inputs.device
-        )
-        # One seed: every member draws the same batches, so one copy of each serves them all.
-        one_order = shared and bool((orders == orders[0]).all())
-        rows = split_of.unsqueeze(1)
-
-        def gather(start: int) -> tuple[Tensor, Tensor, bool]:  # just before use, as train_one_epoch does
-            index = orders[:, start : start + batch_size]  # (members, batch): each member's own examples
-            if one_order:
-                return inputs[index[0]], targets[index[0]], True
-            if shared:
-                return inputs[index], targets[index], False
-            return inputs[rows, index], targets[rows, index], False
-
-        batches = (gather(start) for start in range(0, size, batch_size))
-    losses, sizes = [], []
-    for batch_inputs, batch_targets, common in batches:
-        optimizer.zero_grad()
-        logits = _stacked_logits(models, batch_inputs, shared=common)
-        member_losses = torch.func.vmap(head.loss, in_dims=(0, None if common else 0))(logits, batch_targets)
-        member_losses.sum().backward()  # each member's gradient is its own loss's
-        optimizer.step()
-        losses.append(member_losses.detach())
-        sizes.append(batch_targets.shape[0] if common else batch_targets.shape[1])
-    stacked = torch.stack(losses)  # (batches, members)
-    if len(losses) == 1:
-        return stacked[0]
-    if head.reduction == "mean":  # weigh each batch's mean by its size: the last one may be short
-        return (stacked * torch.tensor(sizes, device=stacked.device).unsqueeze(1)).sum(0) / size
-    return stacked.sum(0)
-
-
-@torch.no_grad()
-def _stacked_evaluate(
-    models: list[nn.Module], head: Head, splits: list[Split | None]
-) -> list[dict[str, float]] | None:
-    """Loss and accuracy of every member on its own labelled split (None when there is none); the
-    members of one split are evaluated together, on one copy of it."""
-    if splits[0] is None:
-        return None
-    for model in models:
-        model.eval()
-
-    def loss(member_logits: Tensor, labels: Tensor) -> Tensor:
-        return head.loss(member_logits, head.prepare_targets(labels))
-
-    def accuracy(member_logits: Tensor, labels: Tensor) -> Tensor:
-        return (head.predict(member_logits) == labels).float().mean()
-
-    results: list[dict[str, float]] = [{} for _ in models]
-    groups: dict[int, list[int]] = {}
-    for position, split in enumerate(splits):
-        groups.setdefault(id(split), []).append(position)
-    for positions in groups.values():
-        split = splits[positions[0]]
-        assert split is not None and split.labels is not None
-        logits = _stacked_logits([models[p] for p in positions], split.inputs, shared=True)
-        losses = torch.func.vmap(loss, in_dims=(0, None))(logits, split.labels).tolist()
-        accuracies = torch.func.vmap(accuracy, in_dims=(0, None))(logits, split.labels).tolist()
-        for position, value, share in zip(positions, losses, accuracies, strict=True):
-            results[position] = {LOSS: value, ACCURACY: share}
-    return results
