@@ -87,13 +87,17 @@ def stop_by_hand(values: list[float], patience: int) -> tuple[int, int]:
 
 
 # --- configs and runs in this process --------------------------------------------------------------
-def compose_with_hydra(*overrides: str) -> DictConfig:
-    """conf/config.yaml composed with `overrides`, Hydra's own settings (cfg.hydra) included.
-
-    Hydra is initialized once for the test process and kept: starting it costs as much as a compose.
-    """
+def hydra_on_conf() -> GlobalHydra:
+    """Hydra, initialized on conf/ once for the test process and kept: starting it costs as much as
+    composing a config."""
     if not GlobalHydra.instance().is_initialized():
         initialize_config_dir(config_dir=str(CONF), version_base="1.3")
+    return GlobalHydra.instance()
+
+
+def compose_with_hydra(*overrides: str) -> DictConfig:
+    """conf/config.yaml composed with `overrides`, Hydra's own settings (cfg.hydra) included."""
+    hydra_on_conf()
     return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 

@@ -4,9 +4,7 @@ import itertools
 
 import pytest
 import torch
-from hydra import initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
-from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -16,7 +14,7 @@ from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP
 from src.stacked_step import StackedOptimizer, stacked_forward, stacked_parameters, write_back
 from src.sweep import FailedRun
-from tests.helpers import CONF, launch, read_metrics, train_here, write_overfitting_dataset
+from tests.helpers import command_here, hydra_on_conf, read_metrics, train_here, write_overfitting_dataset
 from tests.test_stack import assert_same_numbers, stacked
 
 SWEEPS = {
@@ -34,9 +32,8 @@ SWEEPS = {
 
 
 @pytest.fixture
-def loader(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield GlobalHydra.instance().config_loader()
+def loader():
+    return hydra_on_conf().config_loader()
 
 
 @pytest.mark.parametrize("sweep", SWEEPS)
@@ -147,8 +144,8 @@ def test_a_stacked_jobs_directory_holds_what_a_basic_launchers_job_holds(tmp_pat
     sweeps = {}
     for launcher in ("basic", "vectorized"):
         sweep_dir = tmp_path / launcher
-        process = launch("-m", f"hydra/launcher={launcher}", "optimizer.lr=0.01,0.1", "seed=1,1",
-                         "trainer.epochs=5", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+        process = command_here("-m", f"hydra/launcher={launcher}", "optimizer.lr=0.01,0.1", "seed=1,1",
+                               "trainer.epochs=5", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
         assert process.returncode == 0, process.stderr
         sweeps[launcher] = sweep_dir
     for number in range(4):
