@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from src.errors import DataError
-from src.idx import read_idx
+from src.idx import read_idx_cached
 
 
 class ImageFamily(str, Enum):
@@ -144,7 +144,7 @@ def _download(root: Path, family: ImageFamily) -> None:
 
 
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = read_idx_cached(images_path), read_idx_cached(labels_path)
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(
             f"{images_path} must hold images (N, H, W) and {labels_path} labels (N,), "

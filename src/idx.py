@@ -5,7 +5,9 @@ then the values. http://yann.lecun.com/exdb/mnist/ describes it.
 """
 
 import gzip
+import threading
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,35 @@ def read_idx(path: Path) -> np.ndarray:
             "(truncated or corrupt); replace it"
         )
     return np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape)
+
+
+# Files read in this process, by version: the jobs of a sweep that run in one process (or in one of
+# joblib's workers, which run several) each load their dataset, and would otherwise read and unzip the
+# same files every time. The arrays are read-only views of immutable bytes: no run can change them.
+CACHE_BYTES = 512 * 2**20  # past this, the least recently used files are dropped
+_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def read_idx_cached(path: Path) -> np.ndarray:
+    """`read_idx`, read once per version of the file in this process (a version: its path, inode, size,
+    and modification and change times, so a file replaced or rewritten is read again)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return read_idx(path)  # says what is wrong with it
+    key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    array = read_idx(path)
+    if array.nbytes <= CACHE_BYTES:
+        with _cache_lock:
+            _cache[key] = array
+            while sum(cached.nbytes for cached in _cache.values()) > CACHE_BYTES:
+                _cache.popitem(last=False)
+    return array
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
