@@ -8,7 +8,14 @@ import torch
 
 from src.checkpoint import CheckpointError
 from src.evaluate import evaluate_checkpoint
-from tests.helpers import command_here, launch, read_metrics, read_scalars, train_here, write_fake_dataset
+from tests.helpers import (
+    command_here,
+    launch,
+    read_metrics,
+    read_scalars,
+    train_here,
+    write_fake_dataset,
+)
 
 
 def interrupt_after_first_checkpoint(process, run_dir, signal_number):

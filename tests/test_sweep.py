@@ -279,7 +279,15 @@ def test_a_job_in_a_sweep_gives_the_numbers_of_the_same_run_alone(tmp_path):
     assert read_scalars(sweep_dir / "3") == read_scalars(alone)
 
 
-@pytest.mark.parametrize("launcher", ["hydra/launcher=joblib", "hydra/launcher=submitit_local"])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        "hydra/launcher=joblib",
+        # Marked slow: submitit starts each job cold (~4 s each); `make test-cluster` (CI, as root) runs
+        # the same launcher plugin through real SLURM jobs.
+        pytest.param("hydra/launcher=submitit_local", marks=pytest.mark.slow),
+    ],
+)
 def test_parallel_launchers_run_each_job_in_its_own_process_directory_and_trial(tmp_path, launcher):
     # Two trials of a search at once (a grid sweep goes through the same launcher), one diverging.
     import optuna
