@@ -21,16 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from src.build import (
     Components,
     Scheduler,
-    build_components,
     build_data,
-    build_optimizer,
-    build_scheduler,
     identity,
     step_scheduler,
 )
 from src.checkpoint import RunState
 from src.cli import run_guarded
-from src.config import validate
 from src.data import ClassificationData
 from src.device import resolve_device
 from src.errors import TrainingDiverged
@@ -38,19 +34,17 @@ from src.interrupt import StopSignals
 from src.losses import Head
 from src.metrics import TRAIN_LR
 from src.outputs import RunRecorder
-from src.rundir import exclusive
-from src.stopping import EarlyStopping, build_early_stopping
+from src.stopping import EarlyStopping
 from src.sweep import FailedRun
 from src.train import (
     RunContext,
     Start,
-    check_objective,
     early_stopping_outcome,
     finish_recording,
     interruption,
     open_recorder,
+    prepare_run,
     record_failure,
-    resume_or_refuse,
     write_run_files,
 )
 from src.trainer import Stack, train_stacked_epochs
@@ -126,23 +120,19 @@ def train_stack(jobs: list[tuple[DictConfig, RunContext]]) -> list[Outcome]:
 def prepare(
     cfg: DictConfig, context: RunContext, datasets: dict[tuple[str, int], ClassificationData], held: ExitStack
 ) -> Member:
-    """What `train` does before its epochs, for one member: check, build, claim, resume or refuse."""
-    validate(cfg)
-    torch.use_deterministic_algorithms(cfg.trainer.deterministic)
+    """One member, prepared as `train` prepares a run (src.train.prepare_run); members of one dataset
+    and seed share its data."""
     key = (OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
-    if key not in datasets:
-        datasets[key] = build_data(cfg, resolve_device(cfg.device))
-    parts = build_components(cfg, datasets[key])
-    check_objective(cfg, parts.data)
-    optimizer = build_optimizer(cfg, parts.model)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    scheduler = build_scheduler(cfg, optimizer)
-    stopping = build_early_stopping(cfg, parts.data)
-    held.enter_context(exclusive(context.run_dir))
-    start = resume_or_refuse(cfg, context, parts, optimizer, shuffle, scheduler, stopping)
+
+    def shared_data() -> ClassificationData:
+        if key not in datasets:
+            datasets[key] = build_data(cfg, resolve_device(cfg.device))
+        return datasets[key]
+
+    run = prepare_run(cfg, context, held, shared_data)
     write_run_files(cfg, context)
-    return Member(cfg, context, parts, optimizer, shuffle, torch.get_rng_state(), start, scheduler, stopping,
-                  start.best)  # fmt: skip
+    return Member(cfg, context, run.parts, run.optimizer, run.shuffle, torch.get_rng_state(), run.start,
+                  run.scheduler, run.stopping, run.start.best)  # fmt: skip
 
 
 def train_members(members: list[Member], held: ExitStack) -> list[Outcome]:

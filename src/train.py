@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,20 +126,48 @@ def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | N
 
     Nothing is written before every check has passed; then `on_start()` is called.
     """
-    validate(cfg)
-    torch.use_deterministic_algorithms(cfg.trainer.deterministic)
-    parts = build_components(cfg, cores_share=context.cores_share)
-    check_objective(cfg, parts.data)
-    optimizer = build_optimizer(cfg, parts.model)
-    scheduler = build_scheduler(cfg, optimizer)  # None: a constant learning rate
-    stopping = build_early_stopping(cfg, parts.data)  # None: no early stopping
-    shuffle = torch.Generator().manual_seed(cfg.seed)  # its own generator: model init stays the tutorial's
-    with exclusive(context.run_dir):  # one process per run directory
-        start = resume_or_refuse(cfg, context, parts, optimizer, shuffle, scheduler, stopping)
+    with ExitStack() as held:
+        run = prepare_run(cfg, context, held)
         if on_start is not None:
             on_start()
         write_run_files(cfg, context)
-        return run_epochs(cfg, context, parts, optimizer, shuffle, start, scheduler, stopping)
+        return run_epochs(cfg, context, run.parts, run.optimizer, run.shuffle, run.start, run.scheduler,
+                          run.stopping)  # fmt: skip
+
+
+@dataclass
+class Prepared:
+    """A run accepted and ready for its first epoch."""
+
+    parts: Components
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler | None  # None: a constant learning rate
+    stopping: EarlyStopping | None  # None: no early stopping
+    shuffle: torch.Generator  # its own generator of batch orders: model init stays the tutorial's
+    start: Start
+
+
+def prepare_run(
+    cfg: DictConfig,
+    context: RunContext,
+    held: ExitStack,
+    shared_data: Callable[[], ClassificationData] | None = None,
+) -> Prepared:
+    """What comes before a run's epochs, for a run alone and for each member of a stack: check, build,
+    claim the run directory (until `held` closes), then resume or refuse. Writes nothing.
+    `shared_data`: the data, when runs share it (called once the config is checked)."""
+    validate(cfg)
+    torch.use_deterministic_algorithms(cfg.trainer.deterministic)
+    data = shared_data() if shared_data is not None else None
+    parts = build_components(cfg, data, cores_share=context.cores_share)
+    check_objective(cfg, parts.data)
+    optimizer = build_optimizer(cfg, parts.model)
+    scheduler = build_scheduler(cfg, optimizer)
+    stopping = build_early_stopping(cfg, parts.data)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    held.enter_context(exclusive(context.run_dir))  # one process per run directory
+    start = resume_or_refuse(cfg, context, parts, optimizer, shuffle, scheduler, stopping)
+    return Prepared(parts, optimizer, scheduler, stopping, shuffle, start)
 
 
 def check_objective(cfg: DictConfig, data: ClassificationData) -> None:
