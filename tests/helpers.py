@@ -161,17 +161,49 @@ def command_here(
     return subprocess.CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
 
 
+def _open_terminal() -> tuple[int, int]:
+    """A pseudo-terminal 110 columns wide: (the side that reads the screen, the side written to)."""
+    import fcntl
+    import struct
+    import termios
+
+    controller, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
+    return controller, child
+
+
+def _read_terminal(controller: int, drawn: list[bytes]) -> None:
+    """Everything drawn on the terminal, until the writing side is closed."""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the writer closed the terminal
+            break
+        if not chunk:
+            break
+        drawn.append(chunk)
+    os.close(controller)
+
+
 def _run_module_here(
     module: str, args: tuple[str, ...], cwd: Path | None, env: dict[str, str] | None, stdout: Any, stderr: Any
 ) -> int:
     with _like_a_new_process([module, *args], cwd, env), redirect_stdout(stdout), redirect_stderr(stderr):
-        try:
+        return _run_as_main(module)
+
+
+def _run_as_main(module: str) -> int:
+    """Run MODULE as `python -m` runs it (sys.argv already set); the exit status it ends with."""
+    try:
+        with warnings.catch_warnings():
+            # runpy's note that the module was imported before: the tests import it, `python -m` does not.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
             runpy.run_module(module, run_name="__main__", alter_sys=True)
-        except SystemExit as stop:
-            return _exit_code(stop.code)
-        except Exception:  # what the interpreter does with an exception nothing caught
-            traceback.print_exc()
-            return 1
+    except SystemExit as stop:
+        return _exit_code(stop.code)
+    except Exception:  # what the interpreter does with an exception nothing caught
+        traceback.print_exc()
+        return 1
     return 0
 
 
@@ -193,10 +225,7 @@ def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] |
 
     saved_argv, saved_cwd, saved_environ = sys.argv[:], os.getcwd(), dict(os.environ)
     singletons = copy.deepcopy(Singleton.get_state())
-    loggers = [logging.getLogger()] + [
-        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
-    ]
-    saved_loggers = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers]
+    saved_loggers = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in _loggers()]
     handlers = {
         number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
     }
@@ -208,14 +237,9 @@ def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] |
     if cwd is not None:
         os.chdir(cwd)
     try:
-        with warnings.catch_warnings():
-            # runpy's note that the module was imported before: the tests import it, `python -m` does not.
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
-            yield
+        yield
     finally:
-        for logger in [logging.getLogger()] + [
-            lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-        ]:
+        for logger in _loggers():
             for handler in logger.handlers:
                 handler.close()  # the run's train.log, opened by the command's logging
         for logger, level, old_handlers, propagate, disabled in saved_loggers:
@@ -232,6 +256,12 @@ def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] |
         os.environ.clear()
         os.environ.update(saved_environ)
         sys.argv = saved_argv
+
+
+def _loggers() -> list[logging.Logger]:
+    """The root logger and every named one that exists."""
+    named = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(logger for logger in named if isinstance(logger, logging.Logger))]
 
 
 # --- the real commands, in their own process -------------------------------------------------------
@@ -253,9 +283,11 @@ def launch(
     two runs at once); returns it running. Its output is kept for `communicate()` (or written to
     `output`, stdout and stderr together). `constants`: module-level values set in that process before
     it starts, as {"src.events.FLUSH_SECONDS": 0.0}."""
-    folder = Path(tempfile.mkdtemp(prefix="launch-"))
-    stdout = output or folder / "stdout"
-    stderr = output or folder / "stderr"
+    if output is not None:
+        stdout = stderr = output
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="launch-"))
+        stdout, stderr = folder / "stdout", folder / "stderr"
     settings = (module, args, cwd, stdout, stderr, constants or {})
     process = _FORKS.Process(target=_command_in_child, args=settings)
     process.start()
@@ -313,44 +345,11 @@ def _command_in_child(
     os.chdir(cwd)
     os.environ["HYDRA_FULL_ERROR"] = "0"
     sys.argv = [module, *args]
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        code = 0
-    except SystemExit as stop:
-        code = _exit_code(stop.code)
-    except BaseException:  # what the interpreter does with an exception nothing caught
-        traceback.print_exc()
-        code = 1
+    code = _run_as_main(module)
     atexit._run_exitfuncs()  # as an interpreter does on its way out
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def _open_terminal() -> tuple[int, int]:
-    """A pseudo-terminal 110 columns wide: (the side that reads the screen, the side written to)."""
-    import fcntl
-    import struct
-    import termios
-
-    controller, child = pty.openpty()
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
-    return controller, child
-
-
-def _read_terminal(controller: int, drawn: list[bytes]) -> None:
-    """Everything drawn on the terminal, until the writing side is closed."""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the writer closed the terminal
-            break
-        if not chunk:
-            break
-        drawn.append(chunk)
-    os.close(controller)
 
 
 # --- what a run left -------------------------------------------------------------------------------
