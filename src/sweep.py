@@ -68,13 +68,18 @@ def sweep_definition(config: DictConfig) -> dict[str, Any]:
 
 def read_sweep_record(sweep_dir: Path, key: str) -> list[str]:
     """One list from the sweep.yaml of the sweep in `sweep_dir` (empty when there is none)."""
+    return [str(item) for item in _sweep_record(sweep_dir).get(key, [])]
+
+
+def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep.yaml of the sweep in `sweep_dir` (empty when there is none)."""
     record = sweep_dir / SWEEP_RECORD
     try:
         stamp = record.stat()
     except OSError:
-        return []
+        return {}
     held = _load_record(record, stamp.st_mtime_ns, stamp.st_size)
-    return [str(item) for item in held.get(key, [])] if isinstance(held, dict) else []
+    return held if isinstance(held, dict) else {}
 
 
 @functools.lru_cache(maxsize=8)
@@ -371,10 +376,9 @@ class SweepSummary(Callback):
             raise UserError(
                 f"another sweep is running in {sweep_dir}; wait for it, or choose another hydra.sweep.dir"
             ) from None
-        definition, record = sweep_definition(config), sweep_dir / SWEEP_RECORD
-        if record.is_file():
-            held = OmegaConf.to_container(OmegaConf.load(record))
-            assert isinstance(held, dict)
+        definition = sweep_definition(config)
+        if (sweep_dir / SWEEP_RECORD).is_file():
+            held = _sweep_record(sweep_dir)
             same = (
                 held.get("overrides") == definition["overrides"]
                 and held.get("params") == definition["params"]
