@@ -65,8 +65,8 @@ class VectorizedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from src.interrupt import Interrupted
-        from src.stack import stack_key, train_stack
         from src.rundir import job_status
+        from src.stack import stack_key, train_stack
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
