@@ -59,9 +59,9 @@ class VectorizedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
-        # Before the sweeper checks its first batch: it and this launcher load each job's config once,
-        # composing only one job per pattern of group choices (sweep_configs.py).
-        sweep_configs.install(hydra_context.config_loader)
+        # Before the sweeper checks its first batch: this launcher takes the config the sweeper checked
+        # (composed once per pattern of group choices: sweep_configs.py).
+        sweep_configs.install(hydra_context.config_loader, keep_checked=True)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from src.interrupt import Interrupted
