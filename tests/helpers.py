@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from joblib.externals.loky.backend import context as loky_context
 from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.logreg_lab import sweep_configs
@@ -286,6 +287,16 @@ def _loggers() -> list[logging.Logger]:
 # forkserver): each is still a process of its own, with its own pid, signals, exit code and output.
 _FORKS = multiprocessing.get_context("forkserver")
 _FORKS.set_forkserver_preload(["torch._dynamo", "hydra", "src.train", "src.evaluate"])
+# joblib's workers (hydra/launcher=joblib, in the commands run here) start from the same server: each is
+# still a new worker process, without the ~4 s a new interpreter spends importing torch and Hydra.
+loky_context.set_start_method("forkserver")
+
+
+def start_process_server() -> None:
+    """Start the server now, in the background: its imports overlap the tests that need no process."""
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
 
 
 def launch(
