@@ -288,7 +288,8 @@ def _loggers() -> list[logging.Logger]:
 _FORKS = multiprocessing.get_context("forkserver")
 _FORKS.set_forkserver_preload(["torch._dynamo", "hydra", "src.train", "src.evaluate"])
 # joblib's workers (hydra/launcher=joblib, in the commands run here) start from the same server: each is
-# still a new worker process, without the ~4 s a new interpreter spends importing torch and Hydra.
+# still a new worker process, without the ~4 s a new interpreter spends importing torch and Hydra (and
+# with the environment the server started with: no test gives a joblib sweep an environment of its own).
 loky_context.set_start_method("forkserver")
 
 
@@ -315,7 +316,7 @@ def launch(
     else:
         folder = Path(tempfile.mkdtemp(prefix="launch-"))
         stdout, stderr = folder / "stdout", folder / "stderr"
-    settings = (module, args, cwd, stdout, stderr, constants or {})
+    settings = (module, args, cwd, dict(os.environ), stdout, stderr, constants or {})
     process = _FORKS.Process(target=_command_in_child, args=settings)
     process.start()
     return Started(process, stdout, stderr)
@@ -351,10 +352,17 @@ class Started:
 
 
 def _command_in_child(
-    module: str, args: tuple[str, ...], cwd: Path, stdout: Path, stderr: Path, constants: dict[str, Any]
+    module: str,
+    args: tuple[str, ...],
+    cwd: Path,
+    environment: dict[str, str],
+    stdout: Path,
+    stderr: Path,
+    constants: dict[str, Any],
 ) -> None:
     """In the forked process: set up what `python -m MODULE ARGS` would have, run it, exit with its
-    code."""
+    code. (The server it is forked from has the environment of when it started; the command gets the
+    test's, as a process started now would.)"""
     import importlib
 
     for name, value in constants.items():
@@ -370,7 +378,8 @@ def _command_in_child(
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(cwd)
-    os.environ["HYDRA_FULL_ERROR"] = "0"
+    os.environ.clear()
+    os.environ.update(environment, HYDRA_FULL_ERROR="0")
     sys.argv = [module, *args]
     code = _run_as_main(module)
     atexit._run_exitfuncs()  # as an interpreter does on its way out
