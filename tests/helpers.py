@@ -290,7 +290,7 @@ _FORKS.set_forkserver_preload(["torch._dynamo", "hydra", "src.train", "src.evalu
 # joblib's workers (hydra/launcher=joblib, in the commands run here) start from the same server: each is
 # still a new worker process, without the ~4 s a new interpreter spends importing torch and Hydra (and
 # with the environment the server started with: no test gives a joblib sweep an environment of its own).
-loky_context.set_start_method("forkserver")
+loky_context.set_start_method("forkserver", force=True)
 
 
 def start_process_server() -> None:
