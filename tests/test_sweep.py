@@ -16,6 +16,7 @@ from src.sweep import FailedRun, mean_band, seed_groups, write_summary, write_sw
 from tests import tensorboard_readers as tb
 from tests.helpers import (
     command_here,
+    compose_with_hydra,
     event_dir,
     launch,
     read_scalars,
@@ -313,6 +314,18 @@ def test_parallel_launchers_run_each_job_in_its_own_process_directory_and_trial(
         assert len(scalars["train/loss"]) >= 1
         if trial.state.name == "COMPLETE":
             assert len(trial.intermediate_values) == metrics["epochs"] == 20
+
+
+def test_a_joblib_sweep_starts_its_workers_from_a_fork_server(monkeypatch):
+    from joblib.externals.loky.backend import context
+
+    from hydra_plugins.logreg_lab.joblib_workers import JoblibWorkersFromServer
+
+    monkeypatch.setattr(context, "_DEFAULT_START_METHOD", None)  # as in a new process (the tests set it)
+    JoblibWorkersFromServer().on_multirun_start(compose_with_hydra())
+    assert context.get_start_method() is None  # the basic launcher: nothing to start
+    JoblibWorkersFromServer().on_multirun_start(compose_with_hydra("hydra/launcher=joblib"))
+    assert context.get_start_method() == "forkserver"
 
 
 def optuna_search(tmp_path, name, *overrides):
