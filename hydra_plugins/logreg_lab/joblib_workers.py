@@ -12,6 +12,7 @@ which has threads by then). Where there is no fork server (Windows) loky starts 
 
 import logging
 import multiprocessing
+import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -20,7 +21,6 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-PRELOAD = ["torch._dynamo", "hydra", "src.train"]  # what a job imports before its first step
 
 
 class JoblibWorkersFromServer(Callback):
@@ -37,9 +37,19 @@ class JoblibWorkersFromServer(Callback):
         from joblib.externals.loky.backend import context
 
         try:
-            multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+            multiprocessing.get_context("forkserver").set_forkserver_preload(preload())
             forkserver.ensure_running()  # returns at once; the server imports in the background
         except (OSError, ValueError) as error:  # loky starts its workers as usual
             log.debug("no fork server for joblib's workers: %s", error)
             return
         context.set_start_method("forkserver", force=True)
+
+
+def preload() -> list[str]:
+    """What a job imports before its first step: torch's compiler, Hydra, and the project's modules the
+    sweep's process imported, except the one it runs as `__main__` (src.train): each worker runs that
+    itself, as multiprocessing's `__mp_main__`, and runpy warns when it finds it imported already."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    main = spec.name if spec is not None else None
+    project = sorted(name for name in list(sys.modules) if name.split(".")[0] == "src" and name != main)
+    return ["torch._dynamo", "hydra", *project]
