@@ -4,10 +4,11 @@ Hydra composes every job's config from scratch, twice: once when the sweeper che
 the launcher loads the job (0.1-0.4 s each here, which is a 32-job sweep's training time). Jobs that
 differ only in plain values (`optimizer.lr=0.01` against `seed=3`; not a config-group choice, not a `+`
 or `~` override, not a `hydra.` setting) compose the same defaults list, so one composition serves them
-all: Hydra composes the pattern's group choices alone, and each job is a copy of that with its own values
-applied by Hydra's own override code, after composition as Hydra applies them, and the fields of the
-`hydra` node that depend on the overrides (`overrides.task`, `job.override_dirname`) set as Hydra sets
-them. tests/test_vectorized_fast.py compares jobs against Hydra's own composition.
+all: Hydra composes the pattern's group choices alone, and each job is a copy of that composition with
+its own values applied by Hydra's own override code (after composition, where Hydra applies them too)
+and with the fields of the `hydra` node that depend on the overrides (`overrides.task`,
+`job.override_dirname`) set as Hydra sets them. tests/test_vectorized_fast.py compares jobs against
+Hydra's own composition.
 
 `ComposeOncePerPattern` (a callback in conf/config.yaml) installs it on the config loader of every
 sweep; the vectorized launcher also keeps each job the sweeper checked for its own load of it.
