@@ -315,11 +315,7 @@ def write_sweep_figure(
     (sweep_dir / "sweep_curves_jobs.png").write_bytes(png_bytes(line_chart(curves, f"{tag} per job", tag)))
     means, bands = {}, {}
     for key, group in groups.items():
-        seeds = [
-            by_job[row["job"]] if row["job"] in by_job else read_curve(sweep_dir / str(row["job"]), tag)
-            for row in group
-            if row.get("status") == "completed"
-        ]
+        seeds = [by_job[row["job"]] for row in group if row.get("status") == "completed"]
         name = " ".join(o for o in key.split() if o not in shared) or "(defaults)"
         name = f"{name} ({len(seeds)} seeds)"
         means[name], bands[name] = mean_band(seeds)
