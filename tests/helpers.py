@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from joblib.externals.loky.backend import context as loky_context
 from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.logreg_lab import sweep_configs
@@ -287,10 +286,9 @@ def _loggers() -> list[logging.Logger]:
 # forkserver): each is still a process of its own, with its own pid, signals, exit code and output.
 _FORKS = multiprocessing.get_context("forkserver")
 _FORKS.set_forkserver_preload(["torch._dynamo", "hydra", "src.train", "src.evaluate"])
-# joblib's workers (hydra/launcher=joblib, in the commands run here) start from the same server: each is
-# still a new worker process, without the ~4 s a new interpreter spends importing torch and Hydra (and
-# with the environment the server started with: no test gives a joblib sweep an environment of its own).
-loky_context.set_start_method("forkserver", force=True)
+# A joblib sweep run here starts its workers from the same server, already running (the sweep's own
+# callback, hydra_plugins/logreg_lab/joblib_workers.py, asks for it): they have the environment the
+# server started with, and no test gives a joblib sweep an environment of its own.
 
 
 def start_process_server() -> None:
