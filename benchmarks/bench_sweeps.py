@@ -45,7 +45,7 @@ def sweep_seconds(workdir: Path, name: str, data: list[str], *overrides: str) ->
     return time.perf_counter() - started
 
 
-def parallel_floor(basics: dict[int, float], jobs: int) -> str:
+def parallel_floor(basics: dict[int, float]) -> str:
     """What no 2-worker launcher can beat here, from the basic launcher's 4- and 8-job times: the
     sweep's fixed start-up plus half the jobs (workers that cost nothing to start, perfect scaling)."""
     job = (basics[8] - basics[4]) / 4
@@ -77,7 +77,7 @@ def sweep_rows(repeats: int, workdir: Path, only_vectorized: bool = False) -> tu
                 repeats,
             )
             name = f"{jobs}-job pair sweep: joblib n_jobs=2 vs basic"
-            note = parallel_floor(basics, jobs) if jobs == 8 else ""
+            note = parallel_floor(basics) if jobs == 8 else ""
             rows.append(Row(name, joblib, basic, "s", "<= 0.65x", joblib <= 0.65 * basic, note))
 
     def one_run() -> None:

@@ -6,9 +6,9 @@ the basic launcher runs them. Then every job goes through Hydra's own job machin
 working directory, log, callbacks), where a stacked job reports the outcome its stack gave it, so the
 sweep's lines, summary and return values are those of any other launcher.
 
-What keeps it fast besides the shared epochs: the sweeper and the launcher compose one job's config per
-pattern of group choices and derive the others (sweep_configs.py), and a stacked job, which only reports,
-goes through run_job's steps without run_job's copies of its config (run_reported).
+What keeps it fast besides the shared epochs: the sweeper and the launcher share each job's config,
+derived from one composition per pattern of group choices (sweep_configs.py), and a stacked job, which
+only reports, goes through run_job's steps without run_job's copies of its config (run_reported).
 """
 
 import copy
