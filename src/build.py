@@ -13,6 +13,7 @@ from src.data import ClassificationData
 from src.device import resolve_device, thread_count
 from src.errors import ConfigError, find_user_error
 from src.losses import Head
+from src.optimizers import OWN_STEPS, OwnOptimizer
 
 
 @dataclass
@@ -78,14 +79,24 @@ def free_memory(device: torch.device) -> int | None:
     return None
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    return build(cfg.optimizer, _convert_="all")(model.parameters())
+def build_optimizer(cfg: DictConfig, model: nn.Module) -> Any:
+    """What steps `model`: for SGD, Adam and AdamW, the project's holder of their settings and state
+    (src/optimizers.py: torch.optim's classes import torch's compiler), or torch's own class when a
+    learning-rate schedule needs one to drive (torch's schedulers take nothing else); any other
+    optimizer is torch's (or the user's) class, built from the config."""
+    kind = OWN_STEPS.get(cfg.optimizer._target_)
+    if kind is None or cfg.scheduler is not None:
+        return build(cfg.optimizer, _convert_="all")(model.parameters())
+    settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    assert isinstance(settings, dict)
+    hyperparameters = {str(key): value for key, value in settings.items() if not str(key).startswith("_")}
+    return OwnOptimizer(kind, model.parameters(), **hyperparameters)
 
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
 
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> Scheduler | None:
+def build_scheduler(cfg: DictConfig, optimizer: Any) -> Scheduler | None:
     """The learning-rate schedule of `cfg.scheduler` on `optimizer`; None for a constant rate.
 
     Refused: LBFGS with a line search (the search picks every step's length, and the lr only sets

@@ -8,11 +8,13 @@ tensor operations whatever the number of members: no per-member Python, no vmap,
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from src.models import MLP, LogisticRegression
+from src.optimizers import OwnOptimizer, optimizer_kind
 
 StackedForward = Callable[[dict[str, Tensor], Tensor], Tensor]
 
@@ -79,15 +81,15 @@ class StackedOptimizer:
     """SGD, Adam or AdamW over stacked parameters, each member (row) with the hyperparameters and state
     of its own solo optimizer. `export` writes a member's state back in its solo optimizer's form."""
 
-    def __init__(self, params: dict[str, Tensor], optimizers: list[torch.optim.Optimizer]) -> None:
+    def __init__(self, params: dict[str, Tensor], optimizers: list[Any]) -> None:
         self.params = params
-        self.kind = type(optimizers[0])
-        assert self.kind in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW), self.kind
+        kinds = {optimizer_kind(optimizer) for optimizer in optimizers}
+        if len(kinds) != 1 or None in kinds:
+            raise ValueError(f"a stack steps SGD, Adam or AdamW, one kind for all members, not {kinds}")
+        self.kind = kinds.pop()
         groups = [optimizer.param_groups[0] for optimizer in optimizers]
         first = groups[0]
-        if first.get("maximize") or first.get("amsgrad") or first.get("dampening", 0) != 0:
-            raise ValueError("stacked optimizers support neither maximize, amsgrad nor dampening")
-        self.decoupled = self.kind is torch.optim.AdamW or bool(first.get("decoupled_weight_decay"))
+        self.decoupled = self.kind == "AdamW" or bool(first.get("decoupled_weight_decay"))
         self.eps = first.get("eps", 0.0)
         self.device = next(iter(params.values())).device
         self._on_device: dict[tuple[str, str], Tensor] = {}
@@ -99,7 +101,7 @@ class StackedOptimizer:
 
         self.hyper = {"lr": column([g["lr"] for g in groups]),
                       "weight_decay": column([g["weight_decay"] for g in groups])}  # fmt: skip
-        if self.kind is torch.optim.SGD:
+        if self.kind == "SGD":
             self.hyper["momentum"] = column([g["momentum"] for g in groups])
             self.hyper["nesterov"] = column([float(g["nesterov"]) for g in groups])
         else:
@@ -109,14 +111,14 @@ class StackedOptimizer:
         self.step_count = 0.0
         self._import(optimizers)
 
-    def _import(self, optimizers: list[torch.optim.Optimizer]) -> None:
+    def _import(self, optimizers: list[Any]) -> None:
         """The members' restored state (a resumed run's moments), stacked."""
         names = list(self.params)
         per_member = [[optimizer.state.get(p, {}) for p in optimizer.param_groups[0]["params"]]
                       for optimizer in optimizers]  # fmt: skip
         for index, name in enumerate(names):
             states = [member[index] for member in per_member]
-            keys = {"momentum_buffer"} if self.kind is torch.optim.SGD else {"exp_avg", "exp_avg_sq"}
+            keys = {"momentum_buffer"} if self.kind == "SGD" else {"exp_avg", "exp_avg_sq"}
             for key in keys:
                 present = [state.get(key) for state in states]
                 if all(value is None for value in present):
@@ -148,12 +150,20 @@ class StackedOptimizer:
         for parameter in self.params.values():
             parameter.grad = None
 
+    def step(self, closure: Callable[[], Tensor]) -> Tensor:
+        """`closure()` (zero the gradients, forward, backward: the members' losses), then each member's
+        update, as torch.optim's `step(closure)` does for one; returns the closure's losses."""
+        with torch.enable_grad():
+            losses = closure()
+        self._update()
+        return losses
+
     @torch.no_grad()
-    def step(self) -> None:
+    def _update(self) -> None:
         self.step_count += 1
         for name, param in self.params.items():
             assert param.grad is not None
-            if self.kind is torch.optim.SGD:
+            if self.kind == "SGD":
                 self._sgd(name, param, param.grad)
             else:
                 self._adam(name, param, param.grad)
@@ -197,13 +207,14 @@ class StackedOptimizer:
         denom = (exp_avg_sq.sqrt() / self._column(name, correction2_sqrt, param.dtype)).add_(self.eps)
         param.sub_(step_size * (exp_avg / denom))
 
-    def export(self, row: int, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    def export(self, row: int, optimizer: Any, model: nn.Module) -> None:
         """Member `row`'s state into its own (never stepped) optimizer, keyed by its model's parameters,
         as its solo optimizer would hold it after the same steps."""
-        optimizer._opt_called = True  # type: ignore[attr-defined]  # stepped, for torch's schedulers' check
+        if not isinstance(optimizer, OwnOptimizer):  # torch's, for a schedule: mark it stepped, or its
+            optimizer._opt_called = True  # its scheduler warns it never was
         for name, parameter in model.named_parameters():
             state = self.state[name]
-            if self.kind is torch.optim.SGD:
+            if self.kind == "SGD":
                 if float(self.hyper["momentum"][row]) != 0 and "momentum_buffer" in state:
                     optimizer.state[parameter] = {"momentum_buffer": state["momentum_buffer"][row].clone()}
             elif "exp_avg" in state:

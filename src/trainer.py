@@ -1,12 +1,15 @@
 """The training loop. It knows tensors, a model, a head and an optimizer; nothing about datasets or files.
 
-`train_epochs` yields one `EpochResult` per epoch, so the caller's `for` loop decides what happens
-between epochs (log, checkpoint, stop) and reads top to bottom.
+Every run trains as a stack (a run alone is a stack of one): `train_stacked_epochs` yields, after each
+epoch, one `EpochResult` per member, so the caller's `for` loop decides what happens between epochs
+(record, checkpoint, stop: src/run.py's RunPolicy) and reads top to bottom. `train_epochs` is the same
+epochs for one model, for code that holds one.
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +18,7 @@ from src.data import ClassificationData, Split
 from src.errors import TrainingDiverged
 from src.losses import Head
 from src.metrics import ACCURACY, LOSS, TRAIN_LOSS, VAL, tagged
+from src.optimizers import optimizer_kind
 from src.stacked_step import StackedForward, StackedOptimizer, stacked_forward, stacked_parameters, write_back
 
 EXPLODED = 1e6  # how many times its starting value a final loss may be before the run counts as diverged
@@ -36,33 +40,25 @@ class EpochResult:
 def train_epochs(
     model: nn.Module,
     head: Head,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Any,
     data: ClassificationData,
     epochs: int,
     batch_size: int | None,
     shuffle: torch.Generator,
     start_epoch: int = 0,
 ) -> Iterator[EpochResult]:
-    """Train from `start_epoch` up to `epochs`, yielding train/loss (and val/* when there is a validation
-    split) after each epoch.
+    """The epochs of one model alone, a stack of one (`train_stacked_epochs`): from `start_epoch` up to
+    `epochs`, yielding train/loss (and val/* when there is a validation split) after each epoch.
 
     Raises TrainingDiverged when the loss stops being finite, or when it ends EXPLODED times above
     the loss the run started from (a loss of 1e29 is a diverged run, even if it is a number).
     """
-    # Labels in the form the loss compares against (floats for BCE), converted once for all epochs.
-    assert data.train.labels is not None, "training needs labels"
-    train = Split(data.train.inputs, head.prepare_targets(data.train.labels))
-    starting_loss = evaluate(model, head, data.train)[LOSS] if start_epoch < epochs else 0.0
-    for epoch in range(start_epoch, epochs):
-        model.train()
-        train_loss = train_one_epoch(model, head, optimizer, train, batch_size, shuffle)
-        diverged = divergence(train_loss, starting_loss, epoch, epochs)
-        if diverged is not None:
-            raise diverged
-        metrics = {TRAIN_LOSS: train_loss}
-        if data.val is not None:
-            metrics |= tagged(VAL, evaluate(model, head, data.val))
-        yield EpochResult(epoch, metrics)
+    stack = Stack([model], [data], [shuffle], [optimizer])
+    for (result,) in train_stacked_epochs(stack, head, epochs, batch_size, start_epoch):
+        if isinstance(result, TrainingDiverged):
+            raise result
+        assert result is not None
+        yield result
 
 
 def divergence(loss: float, starting_loss: float, epoch: int, epochs: int) -> TrainingDiverged | None:
@@ -79,55 +75,6 @@ def divergence(loss: float, starting_loss: float, epoch: int, epochs: int) -> Tr
             "lower optimizer.lr"
         )
     return None
-
-
-def train_one_epoch(
-    model: nn.Module,
-    head: Head,
-    optimizer: torch.optim.Optimizer,
-    split: Split,
-    batch_size: int | None,
-    shuffle: torch.Generator,
-) -> float:
-    """One pass over `split`, whose labels are already the head's targets; returns the epoch's loss as
-    the head's reduction defines it over the whole split.
-
-    Full batch (batch_size null) is the tutorial's step: the loss is computed before the update.
-    """
-    size, targets = len(split), split.labels
-    assert targets is not None, "training needs labels"
-    if batch_size is None or batch_size >= size:
-        batches = iter([(split.inputs, targets)])
-    else:
-        order = torch.randperm(size, generator=shuffle).to(split.inputs.device)
-        # Gathered batch by batch, just before use, while it is still in cache (measured faster
-        # than shuffling the whole split at once).
-        batches = ((split.inputs[index], targets[index]) for index in order.split(batch_size))
-
-    losses, sizes = [], []
-    for inputs, batch_targets in batches:
-        losses.append(_step(model, head, optimizer, inputs, batch_targets))
-        sizes.append(len(batch_targets))
-    if len(losses) == 1:
-        return losses[0].item()
-    stacked = torch.stack(losses)
-    if head.reduction == "mean":  # weigh each batch's mean by its size: the last one may be short
-        return (stacked * torch.tensor(sizes, device=stacked.device)).sum().item() / size
-    return stacked.sum().item()  # one host sync per epoch, not per step
-
-
-def _step(
-    model: nn.Module, head: Head, optimizer: torch.optim.Optimizer, inputs: Tensor, targets: Tensor
-) -> Tensor:
-    # Every optimizer accepts a closure; LBFGS needs one because it re-evaluates the loss.
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        loss = head.loss(model(inputs), targets)
-        loss.backward()
-        return loss
-
-    loss: Tensor = optimizer.step(closure)  # type: ignore[arg-type, assignment]  # torch says -> float
-    return loss.detach()
 
 
 @torch.no_grad()
@@ -150,25 +97,49 @@ def predict(model: nn.Module, head: Head, inputs: Tensor) -> tuple[Tensor, Tenso
 
 
 # --- a stack of models --------------------------------------------------------------------------------
-# The jobs of a sweep that differ only in optimizer settings and seed can share every step: their
-# parameters are stacked (src/stacked_step.py) and trained together, each member with its own
-# hyperparameters. Each member keeps its own data split, initial weights and batch order, exactly as it
-# would have alone, so its numbers equal its solo run's up to float re-association. Members of one seed
-# share their split and batch order (a cohort): each batch is gathered once per cohort, and cohorts of
-# equal size step together, as one batched matrix product per layer.
+# Every run trains as a stack: a run alone is a stack of one. The jobs of a sweep that differ only in
+# optimizer settings and seed can share every step: their parameters are stacked (src/stacked_step.py)
+# and trained together, each member with its own hyperparameters. Each member keeps its own data split,
+# initial weights and batch order, exactly as it would have alone, so its numbers equal its solo run's
+# up to float re-association. Members of one seed share their split and batch order (a cohort): each
+# batch is gathered once per cohort, and cohorts of equal size step together, as one batched matrix
+# product per layer. An optimizer the project does not step itself (LBFGS, or one a user names by
+# `_target_`) steps its own model through torch.optim, in a stack of one.
 
 
 @dataclass
 class Stack:
-    """The members trained together, each with its own solo optimizer (hyperparameters, and the state
-    of a resumed run). After every epoch, each member's model, optimizer state and shuffling generator
-    hold what its solo run's would, so the caller can checkpoint or test it as a solo run."""
+    """The members trained together, each with its own optimizer (hyperparameters, and the state of a
+    resumed run). After every epoch, each member's model, optimizer state and shuffling generator hold
+    what its solo run's would, so the caller can checkpoint or test it as a solo run."""
 
     models: list[nn.Module]
     datas: list[ClassificationData]
     shuffles: list[torch.Generator]
-    optimizers: list[torch.optim.Optimizer]  # each epoch trains with their learning rates as they are
-    left: set[int] = field(default_factory=set)  # members the caller took out (early stopping)
+    optimizers: list[Any]  # each epoch trains with their learning rates as they are
+    left: set[int] = field(default_factory=set)  # members the caller took out (early stopping, pruning)
+
+
+class TorchStep:
+    """One model stepped by its own torch.optim optimizer, in the stack's shapes: the parameters are the
+    model's, the logits (1, N, outputs)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.params: dict[str, Tensor] = dict(model.named_parameters())
+
+    def forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        return self.model(inputs).unsqueeze(0)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def step(self, closure: Callable[[], Tensor]) -> Tensor:
+        # LBFGS re-evaluates the loss through the closure; every torch optimizer accepts one.
+        return self.optimizer.step(closure)  # type: ignore[arg-type, return-value]  # torch says float
+
+    def set_lrs(self, lrs: list[float]) -> None:
+        pass  # its optimizer's own rate is the one it steps with
 
 
 class _Block:
@@ -182,8 +153,16 @@ class _Block:
         self.shuffles = [[stack.shuffles[member] for member in cohort] for cohort in cohorts]
         self.models = [stack.models[member] for member in self.members]
         self.optimizers = [stack.optimizers[member] for member in self.members]
-        self.params = stacked_parameters(self.models)
-        self.optimizer = StackedOptimizer(self.params, self.optimizers)
+        self.stepper: StackedOptimizer | TorchStep
+        self.forward: StackedForward
+        if optimizer_kind(self.optimizers[0]) is None:
+            assert len(self.members) == 1, "an optimizer the project does not step trains alone"
+            self.stepper = TorchStep(self.models[0], self.optimizers[0])
+            self.params, self.forward = self.stepper.params, self.stepper.forward
+        else:
+            self.params = stacked_parameters(self.models)
+            self.stepper = StackedOptimizer(self.params, self.optimizers)
+            self.forward = stacked_forward(self.models[0])
         self.active = [True] * len(self.members)  # a member that diverged stays in the tensors, unused
 
     def _joined(self, splits: list[Split], index: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -207,9 +186,13 @@ class _Block:
         per_member = joined.unsqueeze(1).expand(len(splits), self.per_cohort, *joined.shape[1:])
         return inputs, per_member.flatten(0, 1)
 
-    def epoch(self, forward: StackedForward, head: Head, batch_size: int | None) -> Tensor:
-        """One epoch of every member, on the batches `train_one_epoch` would draw; their losses (members,)."""
-        self.optimizer.set_lrs([optimizer.param_groups[0]["lr"] for optimizer in self.optimizers])
+    def epoch(self, head: Head, batch_size: int | None) -> Tensor:
+        """One epoch of every member, on batches drawn from each cohort's generator (full batch: the
+        tutorial's step, the loss computed before the update); their losses (members,), each as the
+        head's reduction defines it over the whole split."""
+        self.stepper.set_lrs([optimizer.param_groups[0]["lr"] for optimizer in self.optimizers])
+        for model in self.models:
+            model.train()
         size = len(self.trains[0])
         if batch_size is None or batch_size >= size:
             batches = iter([self._joined(self.trains)])
@@ -219,30 +202,37 @@ class _Block:
                 orders.append(torch.randperm(size, generator=shuffles[0]).to(self.trains[0].inputs.device))
                 for shuffle in shuffles[1:]:
                     shuffle.set_state(shuffles[0].get_state())
+            # Gathered batch by batch, just before use, while it is still in cache (measured faster
+            # than shuffling the whole split at once).
             batches = (
                 self._joined(self.trains, [order[start : start + batch_size] for order in orders])
                 for start in range(0, size, batch_size)
             )
         losses, sizes = [], []
         for batch_inputs, batch_targets in batches:
-            self.optimizer.zero_grad()
-            member_losses = head.member_losses(forward(self.params, batch_inputs), batch_targets)
-            member_losses.sum().backward()  # each member's gradient is its own loss's
-            self.optimizer.step()
-            losses.append(member_losses.detach())
+
+            def closure(inputs: Tensor = batch_inputs, targets: Tensor = batch_targets) -> Tensor:
+                self.stepper.zero_grad()
+                member_losses = head.member_losses(self.forward(self.params, inputs), targets)
+                member_losses.sum().backward()  # each member's gradient is its own loss's
+                return member_losses.detach()
+
+            losses.append(self.stepper.step(closure))
             sizes.append(batch_inputs.shape[-2])
         stacked = torch.stack(losses)  # (batches, members)
         if len(losses) == 1:
             return stacked[0]
         if head.reduction == "mean":  # weigh each batch's mean by its size: the last one may be short
             return (stacked * torch.tensor(sizes, device=stacked.device).unsqueeze(1)).sum(0) / size
-        return stacked.sum(0)
+        return stacked.sum(0)  # one host sync per epoch, not per step
 
     @torch.no_grad()
-    def evaluate(self, forward: StackedForward, head: Head, splits: list[Split]) -> list[dict[str, float]]:
+    def evaluate(self, head: Head, splits: list[Split]) -> list[dict[str, float]]:
         """`evaluate` of every member on its cohort's split, in one batch."""
+        for model in self.models:
+            model.eval()
         inputs, labels = self._joined(splits)
-        logits = forward(self.params, inputs)
+        logits = self.forward(self.params, inputs)
         losses = head.member_losses(logits, head.prepare_targets(labels))
         members, count, outputs = logits.shape
         correct = head.predict(logits.reshape(members * count, outputs)).view(members, count) == labels
@@ -253,15 +243,17 @@ class _Block:
     def hand_back(self) -> None:
         """Each active member's weights and optimizer state into its own model and optimizer."""
         rows = [row for row, active in enumerate(self.active) if active]
+        if isinstance(self.stepper, TorchStep):
+            return  # it trained the model's own parameters with the model's own optimizer
         write_back(self.params, self.models, rows)
         for row in rows:
-            self.optimizer.export(row, self.optimizers[row], self.models[row])
+            self.stepper.export(row, self.optimizers[row], self.models[row])
 
 
 def train_stacked_epochs(
     stack: Stack, head: Head, epochs: int, batch_size: int | None, start_epoch: int = 0
 ) -> Iterator[list[EpochResult | TrainingDiverged | None]]:
-    """`train_epochs` for a stack: after each epoch, one entry per member: its EpochResult, or the
+    """The epochs of every run: after each epoch, one entry per member: its EpochResult, or the
     TrainingDiverged that ends it (it then leaves the stack; the others carry on), or None once gone."""
     count = len(stack.models)
     cohorts: dict[tuple[int, bytes], list[int]] = {}
@@ -271,13 +263,12 @@ def train_stacked_epochs(
     for cohort in cohorts.values():
         by_size.setdefault(len(cohort), []).append(cohort)
     blocks = [_Block(stack, same_size, head) for same_size in by_size.values()]
-    forward = stacked_forward(stack.models[0])
     starting = [0.0] * count
-    for block in blocks:
-        for member, measured in zip(
-            block.members, block.evaluate(forward, head, [d.train for d in block.datas]), strict=True
-        ):
-            starting[member] = measured[LOSS]
+    if start_epoch < epochs:
+        for block in blocks:
+            measured = block.evaluate(head, [d.train for d in block.datas])
+            for member, metrics in zip(block.members, measured, strict=True):
+                starting[member] = metrics[LOSS]
     for epoch in range(start_epoch, epochs):
         results: list[EpochResult | TrainingDiverged | None] = [None] * count
         for block in blocks:
@@ -285,9 +276,9 @@ def train_stacked_epochs(
                 block.active[row] = block.active[row] and member not in stack.left
             if not any(block.active):
                 continue
-            losses = block.epoch(forward, head, batch_size).tolist()
+            losses = block.epoch(head, batch_size).tolist()
             vals = [data.val for data in block.datas]
-            validation = block.evaluate(forward, head, vals) if vals[0] is not None else None  # type: ignore[arg-type]
+            validation = block.evaluate(head, vals) if vals[0] is not None else None  # type: ignore[arg-type]
             for row, member in enumerate(block.members):
                 if not block.active[row]:
                     continue

@@ -5,13 +5,12 @@ trial in the job's environment (`hydra.job.env_set`, which every launcher applie
 
     LOGREG_LAB_TRIAL=<journal file or storage URL>::<study name>::<trial number>
 
-The training loop asks `epoch_reporter()` once (None outside a search) and, after each epoch,
+Each run asks `epoch_reporter(spec)` once (None outside a search) and, after each epoch,
 `reporter.should_prune(epoch, value)`. A pruned run writes metrics.json with status "pruned" and returns
 a `PrunedRun`, which the sweeper records as a pruned trial: not a failure. Optuna is only imported
 inside a trial, so an ordinary run does not pay for it.
 """
 
-import os
 from typing import Any
 
 TRIAL_ENV = "LOGREG_LAB_TRIAL"
@@ -51,9 +50,11 @@ class EpochReporter:
         return bool(self.trial.should_prune())
 
 
-def epoch_reporter() -> "EpochReporter | None":
-    """The reporter of the Optuna trial this job runs, or None when it runs outside a search."""
-    spec = os.environ.get(TRIAL_ENV)
+def epoch_reporter(spec: str | None) -> "EpochReporter | None":
+    """The reporter of the Optuna trial that `spec` (the job's TRIAL_ENV) names, or None outside a search.
+
+    A job's environment is its `hydra.job.env_set`: the launchers that run it as a Hydra job apply it,
+    and a stack's members, which train side by side in one process, each pass their own."""
     if not spec:
         return None
     storage_spec, study_name, number = spec.rsplit("::", 2)

@@ -25,7 +25,7 @@ from hydra_plugins.logreg_lab._optuna_search import (
     trial_seed,
 )
 from src.sweep import FailedRun, SweepSummary
-from src.trial import TRIAL_ENV, PrunedRun, epoch_reporter
+from src.trial import PrunedRun, epoch_reporter
 from tests.helpers import command_here, launch, read_scalars, write_fake_dataset
 
 
@@ -147,10 +147,8 @@ def test_a_job_reports_each_epoch_and_is_told_when_to_stop(tmp_path, monkeypatch
         study.tell(trial, good / 3)
     hopeless = study.ask()
 
-    monkeypatch.delenv(TRIAL_ENV, raising=False)
-    assert epoch_reporter() is None  # not inside a search
-    monkeypatch.setenv(TRIAL_ENV, f"{journal}::s::{hopeless.number}")
-    reporter = epoch_reporter()
+    assert epoch_reporter(None) is None  # not inside a search
+    reporter = epoch_reporter(f"{journal}::s::{hopeless.number}")
     assert reporter is not None
     assert reporter.should_prune(1, 0.9) is True
     assert reporter.should_prune(1, 0.1) is True  # an epoch reported twice (a resumed job) keeps the first

@@ -92,7 +92,7 @@ def test_a_member_that_diverges_leaves_the_stack_and_the_others_carry_on(tmp_pat
 
 
 def test_a_members_checkpoint_is_a_solo_runs(tmp_path, fake_pair):
-    from src.train import write_run_record  # noqa: F401  (the member wrote .hydra/ like a run)
+    from src.run import write_run_record  # noqa: F401  (the member wrote .hydra/ like a run)
 
     stacked(tmp_path, fake_pair, [["optimizer.lr=0.001"], ["optimizer.lr=0.003"]])  # short of a perfect fit
     member = tmp_path / "stack" / "1"

@@ -7,7 +7,7 @@ from src.data import ClassificationData, Split, load_toy
 from src.errors import TrainingDiverged
 from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP, LogisticRegression
-from src.trainer import evaluate, train_epochs, train_one_epoch
+from src.trainer import evaluate, train_epochs
 from tests.helpers import tutorial_run
 
 
@@ -75,8 +75,9 @@ def test_mini_batch_epoch_loss_covers_the_whole_split():
         before = evaluate(model, loss, split)["loss"]
         # lr=0 leaves the model unchanged: the epoch's loss must equal the full-split loss.
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-        epoch_loss = train_one_epoch(model, loss, optimizer, split, 32, torch.Generator().manual_seed(0))
-        assert epoch_loss == pytest.approx(before, rel=1e-5)
+        data = ClassificationData(split, None, None, ("a", "b"))
+        (epoch,) = train_epochs(model, loss, optimizer, data, 1, 32, torch.Generator().manual_seed(0))
+        assert epoch.metrics["train/loss"] == pytest.approx(before, rel=1e-5)
 
 
 def test_validation_metrics_are_logged_each_epoch_and_learning_happens():
@@ -98,7 +99,9 @@ def test_shuffling_is_seeded():
         model, loss = LogisticRegression(5, 1), BinaryCrossEntropy("mean")
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         shuffle = torch.Generator().manual_seed(seed)
-        return [train_one_epoch(model, loss, optimizer, split, 16, shuffle) for _ in range(3)]
+        data = ClassificationData(split, None, None, ("a", "b"))
+        epochs = train_epochs(model, loss, optimizer, data, 3, 16, shuffle)
+        return [epoch.metrics["train/loss"] for epoch in epochs]
 
     assert losses(1) == losses(1)
     assert losses(1) != losses(2)

@@ -15,6 +15,7 @@ from hydra_plugins.logreg_lab.sweep_configs import SweepConfigs
 from hydra_plugins.logreg_lab.vectorized_launcher import task_config
 from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP
+from src.optimizers import OwnOptimizer
 from src.stacked_step import StackedOptimizer, stacked_forward, stacked_parameters, write_back
 from src.sweep import FailedRun
 from tests.helpers import (
@@ -100,8 +101,11 @@ OPTIMIZERS = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("holder", ["own", "torch"])
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_the_stacked_optimizer_steps_each_member_as_torch_does_alone(name):
+def test_the_stacked_optimizer_steps_each_member_as_torch_does_alone(name, holder):
+    """Members held by the project's OwnOptimizer (every run without a schedule) or by torch's class
+    (a scheduled run) step, and end with the state_dict, that torch.optim gives each alone."""
     kind, settings = OPTIMIZERS[name]
     torch.manual_seed(0)
     inputs, targets = torch.randn(40, 6), torch.randn(40, 3)
@@ -110,7 +114,11 @@ def test_the_stacked_optimizer_steps_each_member_as_torch_does_alone(name):
     for solo, copied in zip(solos, copies, strict=True):
         copied.load_state_dict(solo.state_dict())
     solo_optimizers = [kind(m.parameters(), **s) for m, s in zip(solos, settings, strict=True)]
-    member_optimizers = [kind(m.parameters(), **s) for m, s in zip(copies, settings, strict=True)]
+    if holder == "own":
+        member_optimizers = [OwnOptimizer(kind.__name__, m.parameters(), **s)
+                             for m, s in zip(copies, settings, strict=True)]  # fmt: skip
+    else:
+        member_optimizers = [kind(m.parameters(), **s) for m, s in zip(copies, settings, strict=True)]
     params = stacked_parameters(copies)
     stacked = StackedOptimizer(params, member_optimizers)
     forward = stacked_forward(copies[0])
@@ -119,15 +127,21 @@ def test_the_stacked_optimizer_steps_each_member_as_torch_does_alone(name):
             optimizer.zero_grad()
             ((model(inputs) - targets) ** 2).mean().backward()
             optimizer.step()
-        stacked.zero_grad()
-        ((forward(params, inputs) - targets) ** 2).mean((1, 2)).sum().backward()
-        stacked.step()
+
+        def closure():
+            stacked.zero_grad()
+            losses = ((forward(params, inputs) - targets) ** 2).mean((1, 2))
+            losses.sum().backward()
+            return losses.detach()
+
+        stacked.step(closure)
     write_back(params, copies)
     for row, (solo, copied, optimizer) in enumerate(zip(solos, copies, member_optimizers, strict=True)):
         for mine, theirs in zip(copied.parameters(), solo.parameters(), strict=True):
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
         stacked.export(row, optimizer, copied)
         solo_state = solo_optimizers[row].state_dict()["state"]
+        assert optimizer.state_dict()["param_groups"] == solo_optimizers[row].state_dict()["param_groups"]
         assert optimizer.state_dict()["state"].keys() == solo_state.keys()
         for index, state in optimizer.state_dict()["state"].items():
             assert state.keys() == solo_state[index].keys()

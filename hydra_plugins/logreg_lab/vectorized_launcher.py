@@ -87,7 +87,7 @@ class VectorizedLauncher(Launcher):
         groups: dict[str, list[int]] = {}
         for position, (task, context) in enumerate(zip(tasks, contexts, strict=True)):
             finished = task.resume and job_status(context.run_dir) == "completed"  # kept by the job itself
-            key = None if finished else stack_key(task)
+            key = None if finished else stack_key(task, context.env_set)
             if key is not None:
                 groups.setdefault(key, []).append(position)
         stacked: dict[int, tuple[Any, float]] = {}
@@ -95,8 +95,9 @@ class VectorizedLauncher(Launcher):
             if len(positions) < 2:
                 continue  # a stack of one is a solo run
             started = time.perf_counter()
-            try:
-                outcomes = train_stack([(tasks[p], contexts[p]) for p in positions])
+            try:  # in the members' environment (each member's trial goes to its own policy)
+                with env_override(shared_env(contexts[positions[0]].env_set)):
+                    outcomes = train_stack([(tasks[p], contexts[p]) for p in positions])
             except Interrupted as error:  # every member checkpointed: say how to resume, and stop
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(error.exit_code)
@@ -115,6 +116,14 @@ class VectorizedLauncher(Launcher):
                                        job_subdir_key="hydra.sweep.subdir"))  # fmt: skip
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return returns
+
+
+def shared_env(env_set: dict[str, str]) -> dict[str, str]:
+    """What a stack's members share of `hydra.job.env_set` (stack_key groups them so): all of it but
+    the Optuna trial each names, which its own run reads (src.run.prepare_run)."""
+    from src.trial import TRIAL_ENV
+
+    return {key: value for key, value in env_set.items() if key != TRIAL_ENV}
 
 
 def task_config(config: DictConfig) -> DictConfig:
