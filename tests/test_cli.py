@@ -61,3 +61,22 @@ def test_runs_started_together_get_their_own_directories(tmp_path):
     run_dirs = sorted((tmp_path / "experiments" / "runs").glob("*/*"))
     assert len(run_dirs) == 2
     assert all((run_dir / "metrics.json").is_file() for run_dir in run_dirs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_a_plain_run_never_imports_torchs_compiler(tmp_path, optimizer):
+    """In a fresh process, as a user starts it: SGD, Adam and AdamW without a schedule step with the
+    project's own update, so torch._dynamo (1.2 s of torch.optim's construction) is never imported."""
+    import subprocess
+    import sys
+
+    process = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "src.train", f"optimizer={optimizer}", "trainer.epochs=20",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in process.stderr.splitlines() if "import time:" in line}
+    assert "torch" in imported and "src.stack" in imported  # the listing is the run's
+    assert not {name for name in imported if name.startswith(("torch._dynamo", "torch._inductor"))}
+    assert read_metrics(tmp_path / "run")["status"] == "completed"

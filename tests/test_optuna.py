@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 import signal
 import time
 
@@ -39,6 +40,9 @@ def test_search_space_syntax_becomes_optuna_distributions():
         "trainer.batch_size=range(16, 80, 16)",
         "optimizer.momentum=range(0.5, 0.9, 0.2)",
         "model=shuffle(range(1, 4))",
+        "trainer.checkpoint_every=int(interval(1, 3))",
+        "trainer.patience=tag(log, int(interval(1, 5)))",
+        "seed=tag(int, interval(0, 9))",
         "trainer.epochs=5",
         "+extra=${seed}",
     ])  # fmt: skip
@@ -51,6 +55,10 @@ def test_search_space_syntax_becomes_optuna_distributions():
         "dataset.classes": CategoricalDistribution(["[0,6]", "[3,8]"]),
         "trainer.batch_size": IntDistribution(16, 64, step=16),  # Hydra's range: the stop is excluded
         "optimizer.momentum": FloatDistribution(0.5, 0.7, step=0.2),
+        # Integer intervals include both ends, as in Hydra's Optuna plugin.
+        "trainer.checkpoint_every": IntDistribution(1, 3),
+        "trainer.patience": IntDistribution(1, 5, log=True),
+        "seed": IntDistribution(0, 9),
     }
     space.distributions["model"] = shuffled
     assert space.fixed == ["trainer.epochs=5", "+extra=${seed}"]  # as written, interpolation kept
@@ -246,16 +254,20 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     assert again.returncode == 2 and "add resume=true to finish it" in again.stderr
 
 
-def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
-    root = write_fake_dataset(tmp_path / "data")
-    sweep_dir = tmp_path / "search"
-    process = command_here(
+def pruning_search(sweep_dir, root, *overrides):
+    return command_here(
         "hparams_search=optuna_lr", "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=8",
         "trainer.batch_size=16", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=6",
         "optimizer.lr=choice(0.3,0.1,0.05,1e-7,1e-8,1e-9)", "optimizer.weight_decay=0",
         "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:2,n_warmup_steps:1}",
-        f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.sweep.dir={sweep_dir}", *overrides,
     )  # fmt: skip
+
+
+def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
+    root = write_fake_dataset(tmp_path / "data")
+    sweep_dir = tmp_path / "search"
+    process = pruning_search(sweep_dir, root)
     assert "Traceback" not in process.stderr, process.stderr
     rows = summary_rows(sweep_dir)
     study = saved_study(sweep_dir)
@@ -271,6 +283,36 @@ def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
         assert (job_dir / "checkpoints" / "last.pt").is_file()
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["trials"]["pruned"] == len(pruned) and results["best_params"]["optimizer.lr"] >= 0.05
+
+
+def test_a_pruned_search_prunes_the_same_trials_under_the_vectorized_launcher(tmp_path):
+    """Three trials at a time: stacked together, each member reports to its own trial and leaves the
+    stack when pruned, as each does alone under the basic launcher (the study learns how a batch ended
+    only after it, so both judge each trial against the same finished ones)."""
+    root = write_fake_dataset(tmp_path / "data")
+    ends = {}
+    for launcher in ("basic", "vectorized"):
+        sweep_dir = tmp_path / launcher
+        process = pruning_search(sweep_dir, root, f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=3")
+        assert process.returncode == 0, process.stderr
+        ends[launcher] = [
+            (t.number, t.state, max(t.intermediate_values)) for t in saved_study(sweep_dir).trials
+        ]
+    assert any(state == TrialState.PRUNED for _, state, _ in ends["basic"])
+    assert ends["vectorized"] == ends["basic"]
+
+
+def test_integer_intervals_give_integer_trials(tmp_path):
+    sweep_dir = tmp_path / "search"
+    process = search(sweep_dir, "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler=random",
+                     "trainer.batch_size=int(interval(1, 3))", "trainer.epochs=5")  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    sizes = [trial.params["trainer.batch_size"] for trial in saved_study(sweep_dir).trials]
+    assert len(sizes) == 3 and all(isinstance(size, int) and 1 <= size <= 3 for size in sizes)
+    for row in summary_rows(sweep_dir).values():
+        assert row["status"] == "completed" and re.search(
+            r"trainer\.batch_size=[123](\s|$|,)", row["overrides"]
+        )
 
 
 def test_a_search_whose_every_trial_failed_ends_like_a_failed_sweep(tmp_path):

@@ -421,3 +421,50 @@ def test_the_slurm_launcher_where_no_cluster_answers_says_so_in_one_line(tmp_pat
     assert process.returncode == 2
     (line,) = process.stderr.strip().splitlines()
     assert line.startswith("error: ") and "hydra/launcher=submitit_local" in line
+
+
+def ends(sweep_dir, jobs):
+    """How each job ended, as metrics.json says (status, epochs, early stopping, learned numbers)."""
+    keys = ("status", "epochs", "best_epoch", "stopped_early", "test_weights")
+    rows = []
+    for job in range(jobs):
+        metrics = json.loads((sweep_dir / str(job) / "metrics.json").read_text())
+        rows.append(
+            ({key: metrics.get(key) for key in keys}, metrics.get("val/loss"), metrics.get("train/lr"))
+        )
+    return rows
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=vectorized"],
+        pytest.param(
+            ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=1"], marks=pytest.mark.slow
+        ),
+    ],
+    ids=["joblib", "vectorized", "submitit"],
+)
+def test_every_launcher_trains_with_the_same_rules_as_the_basic_one(tmp_path, launcher):
+    """A schedule (train/lr), early stopping (patience, best weights) and divergence: one engine, so
+    each job ends as it ends under the basic launcher."""
+    root = write_fake_dataset(tmp_path / "data")
+    jobs = ["optimizer.lr=0.3,0.03,1e38", "scheduler=step", "scheduler.step_size=2", "trainer.patience=2",
+            "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=12", "trainer.batch_size=16"]  # fmt: skip
+    results = {}
+    for name, chosen in (("basic", []), ("other", launcher)):
+        sweep_dir = tmp_path / name
+        process = command_here("-m", *jobs, *chosen, f"hydra.sweep.dir={sweep_dir}")
+        assert process.returncode == 1 and "1 of 3 jobs failed" in process.stderr, process.stderr  # diverged
+        results[name] = ends(sweep_dir, 3)
+    statuses = [end["status"] for end, _, _ in results["basic"]]
+    assert statuses[:2] == ["completed", "completed"] and statuses[2] == "failed"
+    assert any(end["stopped_early"] for end, _, _ in results["basic"][:2])  # patience ran out in one
+    for (end, val_loss, lr), (basic_end, basic_val_loss, basic_lr) in zip(
+        results["other"], results["basic"], strict=True
+    ):
+        assert end == basic_end
+        assert (val_loss is None, lr is None) == (basic_val_loss is None, basic_lr is None)
+        if val_loss is not None:
+            assert val_loss == pytest.approx(basic_val_loss, rel=1e-5) and lr == pytest.approx(basic_lr)

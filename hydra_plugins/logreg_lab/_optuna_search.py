@@ -106,7 +106,12 @@ def to_distribution(override: Override) -> tuple[BaseDistribution, dict[Any, str
         sweep = override.value()
         if sweep.start >= sweep.end:
             raise SearchError(f"{key}: interval({sweep.start}, {sweep.end}) is empty")
-        return FloatDistribution(float(sweep.start), float(sweep.end), log="log" in sweep.tags), {}
+        log_scale = "log" in sweep.tags
+        # int(interval(a, b)) casts both ends to ints (and `tag(int, ...)` says so, as in Hydra's Optuna
+        # plugin): integers from a to b, both included. A plain interval's ends are floats.
+        if "int" in sweep.tags or (type(sweep.start) is int and type(sweep.end) is int):
+            return IntDistribution(int(sweep.start), int(sweep.end), log=log_scale), {}
+        return FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale), {}
     values = list(override.sweep_iterator(transformer=Transformer.encode))
     if not values:
         raise SearchError(f"{key}: {override.input_line} has no value")
