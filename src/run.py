@@ -139,11 +139,18 @@ class RunPolicy:
     reporter: EpochReporter | None = None  # inside an Optuna trial: the objective goes to it each epoch
     recorder: RunRecorder | None = None  # once `open`
 
+    def __post_init__(self) -> None:
+        # Read once: what every epoch consults, as plain values (a config's attribute costs ~10 µs).
+        self.identity = identity(self.cfg)
+        self.objective_metric: str = self.cfg.objective.metric
+        self.epochs: int = self.cfg.trainer.epochs
+        self.checkpoint_every: int = self.cfg.trainer.checkpoint_every
+
     @property
     def first_epoch(self) -> int:
         """Where its epochs begin: its checkpoint's, or the end for a run early stopping ended."""
         ended = self.stopping is not None and self.stopping.exhausted
-        return self.cfg.trainer.epochs if ended else self.start.epoch
+        return self.epochs if ended else self.start.epoch
 
     def open(self, held: ExitStack) -> RunRecorder:
         """Start recording (events, history), until `held` closes."""
@@ -167,7 +174,7 @@ class RunPolicy:
         due, out of patience, pruned or `signalled`. Returns why the run ends here (PRUNED, or
         "out of patience"), or None while it trains on."""
         assert self.recorder is not None
-        objective_metric, epochs = self.cfg.objective.metric, self.cfg.trainer.epochs
+        objective_metric = self.objective_metric
         metrics = result.metrics
         if self.scheduler is not None:  # log the rate this epoch trained with, then set the next one's
             metrics = metrics | {TRAIN_LR: self.optimizer.param_groups[0]["lr"]}
@@ -182,7 +189,7 @@ class RunPolicy:
             and objective is not None
             and self.reporter.should_prune(result.completed, objective)
         )
-        due = result.completed % self.cfg.trainer.checkpoint_every == 0 or result.completed == epochs
+        due = result.completed % self.checkpoint_every == 0 or result.completed == self.epochs
         if signalled or out_of_patience or pruned or due:
             self.save_checkpoint(result.completed)
         if pruned:
@@ -192,7 +199,7 @@ class RunPolicy:
     def capture(self, completed: int, best: RunState | None) -> RunState:
         """The run's state after `completed` epochs, as its checkpoint holds it."""
         assert self.recorder is not None
-        return RunState.capture(completed, self.parts.model, self.optimizer, self.shuffle, identity(self.cfg),
+        return RunState.capture(completed, self.parts.model, self.optimizer, self.shuffle, self.identity,
                                 self.start.run_name, self.recorder.final, self.recorder.history,
                                 self.scheduler, self.stopping, best, torch_rng=self.torch_rng)  # fmt: skip
 
