@@ -7,7 +7,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help train test test-all test-cluster bench lint format tensorboard clean
+.PHONY: help train test test-hydra-next test-all test-cluster bench lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -17,9 +17,19 @@ help:  ## list the targets
 # editable_mode=compat puts the repository on sys.path, so that Hydra finds the project's plugins
 # (hydra_plugins/logreg_lab) from any working directory, as it finds the installed ones.
 INSTALL := $(PYTHON) -m pip install --quiet --config-settings editable_mode=compat -e
+# The Hydra the suite runs on (pyproject.toml allows 1.3.2 to 1.4), and the next one (test-hydra-next).
+HYDRA := hydra-core==1.3.8 omegaconf==2.3.1
+HYDRA_NEXT := hydra-core==1.4.0rc3 omegaconf==2.4.1rc1 hydra-joblib-launcher==1.4.0rc3 \
+	hydra-submitit-launcher==1.4.0rc3
+VENV_NEXT ?= .venv-next
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BASE) -m venv $(VENV)
-	$(INSTALL) '.[dev]'
+	$(INSTALL) '.[dev]' $(HYDRA)
+	touch $@
+
+$(VENV_NEXT)/.installed: pyproject.toml
+	$(PYTHON_BASE) -m venv $(VENV_NEXT)
+	$(VENV_NEXT)/bin/python -m pip install --quiet --config-settings editable_mode=compat -e '.[dev]' $(HYDRA_NEXT)
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
@@ -32,6 +42,11 @@ train: $(VENV)/.installed  ## the tutorial (or ARGS="overrides"): python -m src.
 # -n auto: one test worker per core.
 test: $(VENV)/.installed  ## the test suite (PYTEST_ARGS="-k name" to pick)
 	$(PYTHON) -m pytest -n auto $(PYTEST_ARGS)
+
+# The same suite on Hydra 1.4 (hydra-core 1.4.0rc3, omegaconf 2.4.1rc1 and their launchers), in a second
+# environment of its own.
+test-hydra-next: $(VENV_NEXT)/.installed  ## the test suite on the next Hydra (1.4), in .venv-next
+	$(VENV_NEXT)/bin/python -m pytest -n auto $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed  ## the test suite including tests marked slow
 	$(PYTHON) -m pytest -n auto -m "" $(PYTEST_ARGS)

@@ -426,7 +426,12 @@ def optuna_pruning(workdir: Path) -> Row:
     seconds, cpu, best, pruned = {}, {}, {}, {}
     for pruner in ("median", "none"):
         sweep_dir = workdir / f"optuna_{pruner}"
-        search = ["hparams_search=optuna_lr", "hydra.sweeper.n_trials=40", f"hydra.sweeper.pruner={pruner}"]
+        search = [
+            "-m",
+            "hparams_search=optuna_lr",
+            "hydra.sweeper.n_trials=40",
+            f"hydra.sweeper.pruner={pruner}",
+        ]
         command = [sys.executable, "-m", "src.train", *search, *dataset, f"hydra.sweep.dir={sweep_dir}"]
         start, cpu_start = time.perf_counter(), children_cpu_seconds()
         env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
+import omegaconf
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -324,7 +325,11 @@ def register_configs() -> None:
     Also registers `${run_id:}`, a random suffix for run directories: two runs started in the same
     second must not share one. Cached, so every job of a sweep sees the same value.
     """
-    OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+    # OmegaConf 2.4 deprecates register_new_resolver for register_resolver, which in 2.2 and 2.3 is
+    # another, older function.
+    major, minor = (int(part) for part in omegaconf.__version__.split(".")[:2])
+    register = OmegaConf.register_resolver if (major, minor) >= (2, 4) else OmegaConf.register_new_resolver
+    register("run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
     store = ConfigStore.instance()
     store.store(group="schema", name="config", node=Config)
     for group, options in SCHEMAS.items():

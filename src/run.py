@@ -33,7 +33,7 @@ from src.build import (
 )
 from src.checkpoint import RunState
 from src.config import validate
-from src.console import config_tree
+from src.console import config_tree, summary
 from src.data import ClassificationData
 from src.device import cores_share
 from src.errors import ConfigError, OutputError, TrainingDiverged
@@ -52,9 +52,9 @@ from src.report import (
 )
 from src.rundir import exclusive, job_status, refuse_to_replace
 from src.stopping import EarlyStopping, build_early_stopping
-from src.sweep import sweep_overrides, varying_keys
+from src.sweep import FailedRun, job_line, sweep_overrides, varying_keys
 from src.trainer import EpochResult
-from src.trial import PRUNED, TRIAL_ENV, EpochReporter, epoch_reporter
+from src.trial import PRUNED, TRIAL_ENV, EpochReporter, PrunedRun, epoch_reporter
 
 log = logging.getLogger(__name__)
 
@@ -408,3 +408,29 @@ def record_failure(cfg: DictConfig, context: RunContext, reason: str) -> None:
             write_json_atomically(path, {"status": "failed", "reason": reason, "epochs": 0})
         except OutputError as error:  # the disk that failed the run may fail this too: say so, once
             log.warning(f"(the failure could not be recorded: {error})")
+
+
+def conclude(
+    cfg: DictConfig, context: RunContext, outcome: dict[str, Any] | FailedRun, seconds: float
+) -> float | FailedRun | PrunedRun:
+    """What a finished job says (one line in a sweep, the summary alone) and returns to the sweeper."""
+    if isinstance(outcome, FailedRun):
+        announce_job(cfg, context, {"status": "failed", "reason": outcome.reason})
+        return outcome
+    if outcome["status"] == PRUNED:  # the sweeper records a pruned trial, not a failed one
+        announce_job(cfg, context, outcome)
+        return PrunedRun(outcome["epochs"], outcome.get(cfg.objective.metric, float("nan")))
+    if context.in_sweep:  # one line per job; the sweep prints its table and one TensorBoard command
+        announce_job(cfg, context, outcome)
+    else:
+        log.info(summary(outcome, context.run_dir, seconds))
+    return outcome[cfg.objective.metric]
+
+
+def announce_job(cfg: DictConfig, context: RunContext, outcome: dict[str, Any]) -> None:
+    """A sweep job's one line: its number, what varies, its objective and status (the sweep prints
+    the table)."""
+    if context.in_sweep:
+        varying = varying_keys(context.run_dir.parent)
+        number = HydraConfig.get().job.num
+        log.info(job_line(number, context.overrides, varying, outcome, cfg.objective.metric))

@@ -9,6 +9,7 @@ testing, drawing and reporting.
 import ctypes
 import logging
 import multiprocessing
+import re
 import signal
 import sys
 import time
@@ -21,18 +22,18 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from src.cli import HeldRunLog, run_guarded
+from src.cli import HeldRunLog, exit_with, run_guarded
 from src.config import register_configs
-from src.console import summary
 from src.errors import TrainingDiverged
-from src.run import RunContext, prepare_run, record_failure, write_run_files
+from src.run import RunContext, announce_job, conclude, prepare_run, record_failure, write_run_files
 from src.rundir import job_status, previous_run, read_run_metrics
 from src.stack import train_runs
-from src.sweep import FailedRun, job_line, varying_keys
-from src.trial import PRUNED, PrunedRun
+from src.sweep import FailedRun
+from src.trial import PrunedRun
 
 register_configs()
 log = logging.getLogger(__name__)
+SEARCH_SWEEPER = "hydra_plugins.logreg_lab.optuna_sweeper.OptunaSweeper"
 
 
 def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -53,14 +54,40 @@ def train(cfg: DictConfig, context: RunContext, on_start: Callable[[], None] | N
         return outcome
 
 
-# An absolute path, so that the `logreg-lab` console script finds conf/ as `python -m src.train` does.
-@hydra.main(
-    version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config"
-)
+def config_dir() -> Path:
+    """The configs: conf/ beside src/ in a checkout (and an editable install), the copy a wheel or a
+    `pip install .` ships inside the package (src/conf) elsewhere. An absolute path, so that the
+    `logreg-lab` console script finds them from any folder, as `python -m src.train` does."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "conf"
+    return shipped if (shipped / "config.yaml").is_file() else here.parent / "conf"
+
+
+# What configs may name by `_target_` (Hydra 1.4 asks for the list; 1.3 trusts every target): the
+# project's own classes and plugins, torch's optimizers and schedules, Optuna's samplers and pruners,
+# and the logging handlers of conf/hydra/job_logging.
+TRUSTED_TARGETS = ["src.*", "torch.*", "optuna.*", "hydra_plugins.*", "hydra.*", "logging.*"]
+
+
+def hydra_settings() -> dict[str, Any]:
+    """@hydra.main's settings for the Hydra installed: 1.3's defaults (version_base "1.3"); on 1.4,
+    which deprecates version_base and has only its own defaults, the trusted targets."""
+    major, minor = (int(part) for part in re.findall(r"\d+", hydra.__version__)[:2])
+    if (major, minor) < (1, 4):
+        return {"version_base": "1.3"}
+    return {"execution_whitelist": TRUSTED_TARGETS}
+
+
+@hydra.main(config_path=str(config_dir()), config_name="config", **hydra_settings())
 def main(cfg: DictConfig) -> float | FailedRun | PrunedRun:
     """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
     context = RunContext.from_hydra()
     started = time.perf_counter()
+    if not context.in_sweep and is_sweep_preset(HydraConfig.get().sweeper):
+        # Hydra 1.4 lets only the primary config or the command line choose multirun.
+        log.error("error: this preset is a sweep (a search, or hydra.sweeper.params): add -m, as in "
+                  "python -m src.train -m experiment=bce_vs_ce")  # fmt: skip
+        exit_with(2)
     if context.in_sweep:
         end_with_parent_process()
         if cfg.resume and job_status(context.run_dir) == "completed":  # a finished job is kept as it is
@@ -70,21 +97,9 @@ def main(cfg: DictConfig) -> float | FailedRun | PrunedRun:
     return conclude(cfg, context, run_command(cfg, context), time.perf_counter() - started)
 
 
-def conclude(
-    cfg: DictConfig, context: RunContext, outcome: dict[str, Any] | FailedRun, seconds: float
-) -> float | FailedRun | PrunedRun:
-    """What a finished job says (one line in a sweep, the summary alone) and returns to the sweeper."""
-    if isinstance(outcome, FailedRun):
-        announce_job(cfg, context, {"status": "failed", "reason": outcome.reason})
-        return outcome
-    if outcome["status"] == PRUNED:  # the sweeper records a pruned trial, not a failed one
-        announce_job(cfg, context, outcome)
-        return PrunedRun(outcome["epochs"], outcome.get(cfg.objective.metric, float("nan")))
-    if context.in_sweep:  # one line per job; the sweep prints its table and one TensorBoard command
-        announce_job(cfg, context, outcome)
-    else:
-        log.info(summary(outcome, context.run_dir, seconds))
-    return outcome[cfg.objective.metric]
+def is_sweep_preset(sweeper: DictConfig) -> bool:
+    """A sweeper that a preset configured to sweep: the Optuna search, or parameters to sweep."""
+    return sweeper.get("_target_") == SEARCH_SWEEPER or bool(sweeper.get("params"))
 
 
 def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | FailedRun:
@@ -112,15 +127,6 @@ def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | Failed
         log_file=context.log_file if fresh else None,
         record_failure=fail,
     )
-
-
-def announce_job(cfg: DictConfig, context: RunContext, outcome: dict[str, Any]) -> None:
-    """A sweep job's one line: its number, what varies, its objective and status (the sweep prints
-    the table)."""
-    if context.in_sweep:
-        varying = varying_keys(context.run_dir.parent)
-        number = HydraConfig.get().job.num
-        log.info(job_line(number, context.overrides, varying, outcome, cfg.objective.metric))
 
 
 def end_with_parent_process() -> None:

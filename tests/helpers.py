@@ -25,7 +25,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from hydra_plugins.logreg_lab import sweep_configs
 from src import events
 from src.config import register_configs
 from src.data import IDX_FILES
@@ -96,24 +95,12 @@ def hydra_on_conf() -> GlobalHydra:
     return GlobalHydra.instance()
 
 
-def _compose_run(_master: None, overrides: list[str]) -> DictConfig:
-    return compose(config_name="config", overrides=overrides, return_hydra_config=True)
-
-
-def _is_group(name: str) -> bool:
-    return hydra_on_conf().config_loader().repository.group_exists(name)
-
-
-_COMPOSITIONS = sweep_configs.SweepConfigs(_compose_run, _is_group)
-
-
 def compose_with_hydra(*overrides: str) -> DictConfig:
-    """conf/config.yaml composed with `overrides`, Hydra's own settings (cfg.hydra) included. Composed
-    as sweeps compose their jobs (sweep_configs.py): Hydra composes each pattern of group choices once
-    per test process, and the values are applied to a copy (a tenth of the time)."""
+    """conf/config.yaml composed with `overrides` by Hydra's own `compose`, Hydra's own settings
+    (cfg.hydra) included."""
     hydra_on_conf()
-    config = _COMPOSITIONS(None, overrides)
-    config.hydra.runtime.cwd = os.getcwd()  # as Hydra sets it: the pattern may have been composed elsewhere
+    config = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    config.hydra.runtime.cwd = os.getcwd()  # as Hydra sets it for a run
     return config
 
 

@@ -177,7 +177,13 @@ def saved_study(sweep_dir):
 
 # --- whole searches -------------------------------------------------------------------------------------
 def search(sweep_dir, *overrides, timeout=300):
-    overrides = ["hparams_search=optuna_lr", "trainer.epochs=30", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    overrides = [
+        "-m",
+        "hparams_search=optuna_lr",
+        "trainer.epochs=30",
+        *overrides,
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     return command_here(*overrides)
 
 
@@ -222,7 +228,7 @@ def completed_jobs(sweep_dir):
 def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     sweep_dir = tmp_path / "search"
     # 200 epochs on the toy set: about a second per trial, long enough to be killed mid-search.
-    args = ["hparams_search=optuna_lr", "trainer.epochs=200", "hydra.sweeper.pruner=none",
+    args = ["-m", "hparams_search=optuna_lr", "trainer.epochs=200", "hydra.sweeper.pruner=none",
             "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     process = launch(*args, output=tmp_path / "killed.log")
     deadline = time.monotonic() + 120
@@ -256,7 +262,7 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
 
 def pruning_search(sweep_dir, root, *overrides):
     return command_here(
-        "hparams_search=optuna_lr", "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=8",
+        "-m", "hparams_search=optuna_lr", "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=8",
         "trainer.batch_size=16", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=6",
         "optimizer.lr=choice(0.3,0.1,0.05,1e-7,1e-8,1e-9)", "optimizer.weight_decay=0",
         "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:2,n_warmup_steps:1}",

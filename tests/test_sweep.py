@@ -16,7 +16,6 @@ from src.sweep import FailedRun, mean_band, seed_groups, write_summary, write_sw
 from tests import tensorboard_readers as tb
 from tests.helpers import (
     command_here,
-    compose_with_hydra,
     event_dir,
     launch,
     read_scalars,
@@ -295,7 +294,7 @@ def test_parallel_launchers_run_each_job_in_its_own_process_directory_and_trial(
 
     parallel = "hydra.launcher.n_jobs=2" if "joblib" in launcher else "hydra.launcher.tasks_per_node=1"
     sweep_dir = tmp_path / "search"
-    process = command_here("hparams_search=optuna_lr", launcher, parallel, "hydra.sweeper.n_jobs=2",
+    process = command_here("-m", "hparams_search=optuna_lr", launcher, parallel, "hydra.sweeper.n_jobs=2",
                            "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=grid", "trainer.epochs=20",
                            "optimizer.lr=choice(0.01,1e38)", "optimizer.weight_decay=0",
                            f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
@@ -316,21 +315,9 @@ def test_parallel_launchers_run_each_job_in_its_own_process_directory_and_trial(
             assert len(trial.intermediate_values) == metrics["epochs"] == 20
 
 
-def test_a_joblib_sweep_starts_its_workers_from_a_fork_server(monkeypatch):
-    from joblib.externals.loky.backend import context
-
-    from hydra_plugins.logreg_lab.joblib_workers import JoblibWorkersFromServer
-
-    monkeypatch.setattr(context, "_DEFAULT_START_METHOD", None)  # as in a new process (the tests set it)
-    JoblibWorkersFromServer().on_multirun_start(compose_with_hydra())
-    assert context.get_start_method() is None  # the basic launcher: nothing to start
-    JoblibWorkersFromServer().on_multirun_start(compose_with_hydra("hydra/launcher=joblib"))
-    assert context.get_start_method() == "forkserver"
-
-
 def optuna_search(tmp_path, name, *overrides):
     sweep_dir = tmp_path / name
-    process = command_here("hparams_search=optuna_lr", "hydra.sweeper.n_trials=6", "trainer.epochs=30",
+    process = command_here("-m", "hparams_search=optuna_lr", "hydra.sweeper.n_trials=6", "trainer.epochs=30",
                            *overrides, f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     return process, sweep_dir
 
@@ -451,7 +438,8 @@ def test_every_launcher_trains_with_the_same_rules_as_the_basic_one(tmp_path, la
     each job ends as it ends under the basic launcher."""
     root = write_fake_dataset(tmp_path / "data")
     jobs = ["optimizer.lr=0.3,0.03,1e38", "scheduler=step", "scheduler.step_size=2", "trainer.patience=2",
-            "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=12", "trainer.batch_size=16"]  # fmt: skip
+            "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=12",
+            "trainer.batch_size=16"]  # fmt: skip
     results = {}
     for name, chosen in (("basic", []), ("other", launcher)):
         sweep_dir = tmp_path / name

@@ -1,18 +1,9 @@
-"""What makes the vectorized launcher fast keeps it exact: derived job configs equal Hydra's own."""
-
-import copy
-import functools
-import itertools
+"""What makes the vectorized launcher fast keeps it exact: stacked members equal their solo runs."""
 
 import pytest
 import torch
-from hydra import compose
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
-from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from hydra_plugins.logreg_lab.sweep_configs import SweepConfigs
-from hydra_plugins.logreg_lab.vectorized_launcher import task_config
 from src.losses import BinaryCrossEntropy, CrossEntropy
 from src.models import MLP
 from src.optimizers import OwnOptimizer
@@ -20,60 +11,11 @@ from src.stacked_step import StackedOptimizer, stacked_forward, stacked_paramete
 from src.sweep import FailedRun
 from tests.helpers import (
     command_here,
-    compose_with_hydra,
-    hydra_on_conf,
     read_metrics,
     train_here,
     write_overfitting_dataset,
 )
 from tests.test_stack import assert_same_numbers, stacked
-
-SWEEPS = {  # jobs: every combination of one override from each list
-    "values": [["optimizer.lr=0.1", "seed=3"], ["trainer.epochs=2", "optimizer.weight_decay=0.001"]],
-    "groups and values": [["optimizer=sgd", "optimizer=adam"], ["loss=ce"],
-                          ["optimizer.lr=0.1", "optimizer.lr=0.02"]],
-    "a + override": [["+optimizer.foreach=false"], ["optimizer.lr=0.1", "optimizer.lr=0.2"]],
-    "a ++ override": [["++optimizer.lr=0.3"], ["seed=1", "seed=2"]],
-    "interpolations": [["dataset=toy"], ["optimizer.lr=${trainer.epochs}", "optimizer.lr=0.5"],
-                       ["hydra.job.chdir=false"]],
-}  # fmt: skip
-
-
-@pytest.fixture
-def loader():
-    return hydra_on_conf().config_loader()
-
-
-@pytest.mark.parametrize("sweep", SWEEPS)
-def test_every_derived_job_config_equals_hydras_own_composition(loader, tmp_path, sweep):
-    hydra_overrides = ["hydra/launcher=vectorized", f"hydra.sweep.dir={tmp_path}"]
-    master = loader.load_configuration("config", hydra_overrides, RunMode.MULTIRUN)
-    composed = []
-
-    def compose(master, overrides):
-        composed.append(overrides)
-        return ConfigLoaderImpl.load_sweep_config(loader, master, overrides)
-
-    configs = SweepConfigs(compose, loader.repository.group_exists, keep_checked=True)
-    jobs = [list(job) for job in itertools.product(*SWEEPS[sweep])]
-    for job in jobs:
-        ours = configs(master, job)
-        assert configs(master, job) is ours  # the sweeper's check and the launcher's load share it
-        assert configs(master, job) is not ours  # a third ask (the same job twice): a config of its own
-        hydras = ConfigLoaderImpl.load_sweep_config(loader, master, job)
-        assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras), job
-        for node in ("hydra.overrides.task", "hydra.overrides.hydra", "hydra.job.override_dirname",
-                     "hydra.runtime.choices"):  # fmt: skip
-            assert OmegaConf.select(ours, node) == OmegaConf.select(hydras, node), node
-        assert OmegaConf.is_struct(ours) and not OmegaConf.is_readonly(ours.hydra)
-        resolved = [OmegaConf.to_container(task_config(c), resolve=True) for c in (ours, hydras)]
-        assert resolved[0] == resolved[1]
-    groups = {tuple(o for o in job if o.split("=")[0] in ("optimizer", "loss", "dataset")) for job in jobs}
-    if sweep in ("values", "groups and values", "interpolations"):
-        assert len(composed) == len(groups)  # one composition per pattern of group choices
-    else:
-        assert len(composed) == 2 * len(jobs)  # + and ++ overrides: every ask composed by Hydra (the
-        # sweeper's check and the launcher share the first; the third above is composed again)
 
 
 @pytest.mark.parametrize(
@@ -246,32 +188,3 @@ def test_a_member_out_of_patience_leaves_the_stack_and_the_others_carry_on(tmp_p
         for name in ("best.pt", "last.pt"):
             saved = (torch.load(d / "checkpoints" / name, weights_only=False) for d in (member, solo))
             assert next(saved)["epoch"] == next(saved)["epoch"], name
-
-
-def test_a_parallel_launchers_worker_derives_its_jobs_from_the_patterns_it_was_sent(loader, tmp_path):
-    master = loader.load_configuration("config", [f"hydra.sweep.dir={tmp_path}"], RunMode.MULTIRUN)
-    configs = SweepConfigs(functools.partial(ConfigLoaderImpl.load_sweep_config, loader),
-                           loader.repository.group_exists, keep_checked=True)  # fmt: skip
-    checked = [configs(master, ["optimizer=adam", f"optimizer.lr={lr}"]) for lr in (0.1, 0.2)]
-    # What joblib and submitit send with each job (deepcopy takes the state pickle takes; pickle itself
-    # refuses Hydra's classes here once a test has run Hydra's plugin discovery again)
-    worker = copy.deepcopy(configs)
-    assert worker.jobs == {} and not worker.keep_checked and len(worker.bases) == 1
-    worker.compose = None  # a worker composes nothing: it derives from the pattern it was sent
-    for job, config in zip([0.1, 0.2], checked, strict=True):
-        ours = worker(copy.deepcopy(master), ["optimizer=adam", f"optimizer.lr={job}"])
-        assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(config)
-
-
-TESTS_CONFIGS = [
-    ("trainer.epochs=3", "seed=5"),
-    ("loss=ce", "dataset=fashion_mnist_binary", "dataset.classes=[4,9]", "optimizer.lr=0.5"),
-]
-
-
-@pytest.mark.parametrize("overrides", TESTS_CONFIGS)
-def test_the_tests_configs_are_hydras_own(overrides):
-    for _ in range(2):  # the first composes the pattern, the second is derived from it
-        ours = compose_with_hydra(*overrides)
-        hydras = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-        assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras)
