@@ -7,7 +7,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help train test test-hydra-next test-all test-cluster bench lint format tensorboard clean
+.PHONY: help train test test-slow test-hydra-next test-all test-cluster bench lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -47,6 +47,9 @@ test: $(VENV)/.installed  ## the test suite (PYTEST_ARGS="-k name" to pick)
 # environment of its own.
 test-hydra-next: $(VENV_NEXT)/.installed  ## the test suite on the next Hydra (1.4), in .venv-next
 	$(VENV_NEXT)/bin/python -m pytest -n auto $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed  ## only the tests marked slow (CI runs them after make test)
+	$(PYTHON) -m pytest -n auto -m slow $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed  ## the test suite including tests marked slow
 	$(PYTHON) -m pytest -n auto -m "" $(PYTEST_ARGS)

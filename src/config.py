@@ -317,6 +317,9 @@ SCHEMAS: dict[str, dict[str, type]] = {
 }
 
 
+_registered = False  # register_configs has run in this process
+
+
 def register_configs() -> None:
     """Make the schemas available to the YAML files' defaults lists as `/schema/<group>/<name>`.
 
@@ -328,8 +331,13 @@ def register_configs() -> None:
     # OmegaConf 2.4 deprecates register_new_resolver for register_resolver, which in 2.2 and 2.3 is
     # another, older function.
     major, minor = (int(part) for part in omegaconf.__version__.split(".")[:2])
-    register = OmegaConf.register_resolver if (major, minor) >= (2, 4) else OmegaConf.register_new_resolver
+    new_api = (major, minor) >= (2, 4)
+    register: Any = OmegaConf.register_resolver if new_api else OmegaConf.register_new_resolver
     register("run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+    global _registered
+    if _registered:  # once per process: `python -m src.train` runs the module as __main__ and a
+        return  # launcher may import it again; Hydra 1.4 warns of a second registration
+    _registered = True
     store = ConfigStore.instance()
     store.store(group="schema", name="config", node=Config)
     for group, options in SCHEMAS.items():

@@ -29,7 +29,7 @@ from src import events
 from src.config import register_configs
 from src.data import IDX_FILES
 from src.idx import write_idx
-from src.train import RunContext, run_command, train
+from src.train import RunContext, hydra_settings, run_command, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -91,7 +91,8 @@ def hydra_on_conf() -> GlobalHydra:
     """Hydra, initialized on conf/ once for the test process and kept: starting it costs as much as
     composing a config."""
     if not GlobalHydra.instance().is_initialized():
-        initialize_config_dir(config_dir=str(CONF), version_base="1.3")
+        version = {key: value for key, value in hydra_settings().items() if key == "version_base"}
+        initialize_config_dir(config_dir=str(CONF), **version)  # as src.train's @hydra.main
     return GlobalHydra.instance()
 
 

@@ -66,8 +66,9 @@ class VectorizedLauncher(Launcher):
         configs = []
         for number, overrides in enumerate(job_overrides, start=initial_job_idx):
             config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(config):
-                config.hydra.job.id = config.hydra.job.num = number
+            with open_dict(config):  # as Hydra's basic launcher numbers its jobs
+                config.hydra.job.id = str(number)
+                config.hydra.job.num = number
             configs.append(config)
         stacked = train_stacks(configs) if all(is_project_config(c) for c in configs) else {}
         returns = []
