@@ -95,7 +95,7 @@ class RunContext:
             log_file=run_dir / f"{hydra_cfg.job.name}.log",
             swept=set(varying_keys(Path(hydra_cfg.sweep.dir))) if in_sweep else None,
             cores_share=cores_share(hydra_cfg.launcher) if in_sweep else None,
-            env_set={str(key): str(value) for key, value in (hydra_cfg.job.env_set or {}).items()},
+            env_set=unresolved(hydra_cfg.job.env_set),
         )
 
     @property
@@ -105,6 +105,14 @@ class RunContext:
     @property
     def best_path(self) -> Path:
         return self.run_dir / "checkpoints" / "best.pt"
+
+
+def unresolved(env_set: DictConfig | None) -> dict[str, str]:
+    """`hydra.job.env_set` as written: a value may interpolate what only Hydra's run_job sets
+    (`${hydra:runtime.output_dir}`), which a launcher reads before it."""
+    written = OmegaConf.to_container(env_set, resolve=False) if env_set is not None else {}
+    assert isinstance(written, dict)
+    return {str(key): str(value) for key, value in written.items()}
 
 
 @dataclass

@@ -85,9 +85,11 @@ def stack_key(cfg: DictConfig, env_set: dict[str, str] | None = None) -> str | N
     optimizer the project does not step (LBFGS, whose line search re-evaluates one loss: the members'
     would couple), and one started from a checkpoint. A learning-rate schedule, early stopping and an
     Optuna trial stack: each member follows its own. Members share their environment (`env_set`,
-    but for the trial each names)."""
+    but for the trial each names); a job whose environment interpolates trains alone."""
     if cfg.optimizer._target_ not in OWN_STEPS or cfg.ckpt_path is not None:
         return None
+    if any("${" in value for value in (env_set or {}).values()):
+        return None  # an environment of its own (its folder, say), which only Hydra's run_job sets
     shared: Any = OmegaConf.to_container(cfg, resolve=True)
     shared.pop("seed")
     for key in MEMBER_KEYS:

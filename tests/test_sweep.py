@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
+from omegaconf import OmegaConf
 from PIL import Image
 
 from src.events import EventWriter
@@ -457,3 +459,45 @@ def test_every_launcher_trains_with_the_same_rules_as_the_basic_one(tmp_path, la
         assert (val_loss is None, lr is None) == (basic_val_loss is None, basic_lr is None)
         if val_loss is not None:
             assert val_loss == pytest.approx(basic_val_loss, rel=1e-5) and lr == pytest.approx(basic_lr)
+
+
+# Sweeps whose jobs' configs Hydra composes in ways a shortcut could get wrong: a dict override of the
+# node a swept value lives in (the command line's order counts), `+` and `++`, a list override after an
+# element's, interpolations in task and hydra overrides.
+DIFFERENTIAL = {
+    "dict after a swept value": ["optimizer.lr=0.1,0.2", "optimizer={lr:0.05}"],
+    "+ and ++": ["+hydra.job.env_set.NOTE=a", "++optimizer.weight_decay=0.001", "seed=3,4"],
+    "list after its element": ["dataset.inputs.0=5.0", "dataset.inputs=[1.0,2.0,3.0]", "seed=1,2"],
+    "interpolations": ["optimizer.lr=0.01,0.02", "+hydra.job.env_set.RUN_OUT=${hydra:runtime.output_dir}",
+                       "hydra.sweep.subdir=job_${hydra.job.num}"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("launcher", [pytest.param("basic", marks=pytest.mark.slow), "vectorized"])
+@pytest.mark.parametrize("case", DIFFERENTIAL)
+def test_every_job_runs_the_config_hydra_composes_for_its_command_line(tmp_path, launcher, case):
+    from hydra import compose
+
+    from tests.helpers import hydra_on_conf
+
+    sweep_dir = tmp_path / "sweep"
+    process = command_here("-m", *DIFFERENTIAL[case], "trainer.epochs=3", f"hydra/launcher={launcher}",
+                           f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    jobs = sorted(path.parent.parent for path in sweep_dir.glob("*/.hydra/config.yaml"))
+    assert len(jobs) == 2
+    hydra_on_conf()
+    for job in jobs:
+        overrides = OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        saved = OmegaConf.load(job / ".hydra" / "config.yaml")
+        hydras = compose(config_name="config", overrides=overrides)
+        assert OmegaConf.to_yaml(saved) == OmegaConf.to_yaml(hydras), (job, overrides)
+        settings = OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra
+        assert list(settings.overrides.task) == overrides
+        assert job.name == str(OmegaConf.select(settings, "job.num")) or job.name.startswith("job_")
+        trained = json.loads((job / "metrics.json").read_text())
+        assert trained["status"] == "completed"
+        if case == "dict after a swept value":  # the run trained with the config it saved
+            assert saved.optimizer.lr == 0.05
+            state = torch.load(job / "checkpoints" / "last.pt", weights_only=True)
+            assert state["optimizer"]["param_groups"][0]["lr"] == 0.05
