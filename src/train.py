@@ -78,8 +78,14 @@ def hydra_settings() -> dict[str, Any]:
     return {"execution_whitelist": TRUSTED_TARGETS}
 
 
-@hydra.main(config_path=str(config_dir()), config_name="config", **hydra_settings())
-def main(cfg: DictConfig) -> float | FailedRun | PrunedRun:
+def main() -> None:
+    """`python -m src.train` and `logreg-lab`: this project's Hydra app. Hydra's settings (its
+    version_base) are global, so they are applied when the app starts, not when this module is
+    imported: a launcher or a test may import it beside another Hydra app."""
+    hydra.main(config_path=str(config_dir()), config_name="config", **hydra_settings())(task)()
+
+
+def task(cfg: DictConfig) -> float | FailedRun | PrunedRun:
     """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
     context = RunContext.from_hydra()
     started = time.perf_counter()
