@@ -4,13 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import start_process_server, write_fake_dataset
-
-
-@pytest.fixture(scope="session", autouse=True)
-def process_server() -> None:
-    """The server `launch` and joblib's workers fork from, started once per test process."""
-    start_process_server()
+from tests.helpers import write_fake_dataset
 
 
 @pytest.fixture

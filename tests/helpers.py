@@ -1,24 +1,14 @@
 """What tests share: generated idx data, composed configs, training and the real commands in this
 process, and one way to start a command in a process of its own."""
 
-import atexit
 import copy
 import functools
-import io
-import logging
-import multiprocessing
 import os
 import pty
-import runpy
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import traceback
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -145,32 +135,34 @@ def run_here(run_dir: Path, *overrides: str) -> int:
     return 0
 
 
-# --- the real commands, in this process -----------------------------------------------------------
-def command_here(
+# --- the real commands, as processes of their own ----------------------------------------------------
+def command(
     *args: str,
     module: str = "src.train",
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     terminal: bool = False,
+    timeout: float = 600,
 ) -> Any:
-    """`python -m MODULE ARGS` as `python -m` runs it (runpy, as `__main__`), in this process: its exit
-    code, stdout and stderr in a CompletedProcess, as `launch` gives them, without the ~3 s a new
-    process spends importing torch. terminal=True: both on a pseudo-terminal 110 columns wide; returns
-    (exit code, everything drawn on it). What needs a process of its own (signals, a kill, worker
-    processes, two runs at once) uses `launch`."""
-    command = ["python", "-m", module, *args]
-    if terminal:
-        controller, child = _open_terminal()
-        drawn: list[bytes] = []
-        reader = threading.Thread(target=_read_terminal, args=(controller, drawn))
-        reader.start()
-        with open(child, "w", buffering=1) as screen:
-            code = _run_module_here(module, args, cwd, env, screen, screen)
-        reader.join()
-        return code, b"".join(drawn).decode()
-    stdout, stderr = io.StringIO(), io.StringIO()
-    code = _run_module_here(module, args, cwd, env, stdout, stderr)
-    return subprocess.CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
+    """`python -m MODULE ARGS`, run to its end in a new process as a user runs it: a CompletedProcess
+    with its exit code, stdout and stderr. terminal=True: both on a pseudo-terminal 110 columns wide;
+    returns (exit code, everything drawn on it)."""
+    argv = [sys.executable, "-m", module, *args]
+    environment = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    if not terminal:
+        return subprocess.run(argv, cwd=cwd or REPO, env=environment, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+    controller, child = _open_terminal()
+    drawn: list[bytes] = []
+    reader = threading.Thread(target=_read_terminal, args=(controller, drawn))
+    reader.start()
+    try:
+        done = subprocess.run(argv, cwd=cwd or REPO, env=environment, stdin=subprocess.DEVNULL,
+                              stdout=child, stderr=child, timeout=timeout)  # fmt: skip
+    finally:
+        os.close(child)
+    reader.join()
+    return done.returncode, b"".join(drawn).decode()
 
 
 def _open_terminal() -> tuple[int, int]:
@@ -197,101 +189,15 @@ def _read_terminal(controller: int, drawn: list[bytes]) -> None:
     os.close(controller)
 
 
-def _run_module_here(
-    module: str, args: tuple[str, ...], cwd: Path | None, env: dict[str, str] | None, stdout: Any, stderr: Any
-) -> int:
-    with _like_a_new_process([module, *args], cwd, env), redirect_stdout(stdout), redirect_stderr(stderr):
-        return _run_as_main(module)
-
-
-def _run_as_main(module: str) -> int:
-    """Run MODULE as `python -m` runs it (sys.argv already set); the exit status it ends with."""
-    try:
-        with warnings.catch_warnings():
-            # runpy's note that the module was imported before: the tests import it, `python -m` does not.
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit as stop:
-        return _exit_code(stop.code)
-    except Exception:  # what the interpreter does with an exception nothing caught
-        traceback.print_exc()
-        return 1
-    return 0
-
-
-def _exit_code(code: object) -> int:
-    if code is None or isinstance(code, int):
-        return code or 0
-    print(code, file=sys.stderr)  # sys.exit("message"): printed, and the status is 1
-    return 1
-
-
-@contextmanager
-def _like_a_new_process(argv: list[str], cwd: Path | None, env: dict[str, str] | None) -> Iterator[None]:
-    """What a command may change in a process (arguments, folder, environment, logging, signal handlers,
-    Hydra's singletons, torch's threads), set as a new process has it and put back afterwards."""
-    import copy
-
-    import torch
-    from hydra.core.singleton import Singleton
-
-    saved_argv, saved_cwd, saved_environ = sys.argv[:], os.getcwd(), dict(os.environ)
-    singletons = copy.deepcopy(Singleton.get_state())
-    saved_loggers = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in _loggers()]
-    handlers = {
-        number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
-    }
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    logging.getLogger().handlers.clear()  # the command configures its own logging, as in a new process
-    GlobalHydra.instance().clear()  # and starts its own Hydra
-    sys.argv = list(argv)
-    os.environ.update({"HYDRA_FULL_ERROR": "0", **(env or {})})
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        yield
-    finally:
-        for logger in _loggers():
-            for handler in logger.handlers:
-                handler.close()  # the run's train.log, opened by the command's logging
-        for logger, level, old_handlers, propagate, disabled in saved_loggers:
-            logger.setLevel(level)
-            logger.handlers[:] = old_handlers
-            logger.propagate, logger.disabled = propagate, disabled
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
-        GlobalHydra.instance().clear()
-        Singleton.set_state(singletons)
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_environ)
-        sys.argv = saved_argv
-
-
-def _loggers() -> list[logging.Logger]:
-    """The root logger and every named one that exists."""
-    named = logging.Logger.manager.loggerDict.values()
-    return [logging.getLogger(), *(logger for logger in named if isinstance(logger, logging.Logger))]
-
-
-# --- the real commands, in their own process -------------------------------------------------------
-# A new interpreter spends about 3 s importing torch, its compiler and Hydra before a command starts.
-# Processes for the tests are forked instead from a server that imported them once (multiprocessing's
-# forkserver): each is still a process of its own, with its own pid, signals, exit code and output.
-_FORKS = multiprocessing.get_context("forkserver")
-_FORKS.set_forkserver_preload(["torch._dynamo", "hydra", "src.train", "src.evaluate"])
-# A joblib sweep run here starts its workers from the same server, already running (the sweep's own
-# callback, hydra_plugins/logreg_lab/joblib_workers.py, asks for it): they have the environment the
-# server started with, and no test gives a joblib sweep an environment of its own.
-
-
-def start_process_server() -> None:
-    """Start the server now, in the background: its imports overlap the tests that need no process."""
-    from multiprocessing import forkserver
-
-    forkserver.ensure_running()
+# What a test may set in the process it starts before the module runs (a module-level constant).
+BOOTSTRAP = """
+import importlib, runpy, sys
+for name, value in {constants!r}.items():
+    owner, attribute = name.rsplit(".", 1)
+    setattr(importlib.import_module(owner), attribute, value)
+sys.argv = [{module!r}, *sys.argv[1:]]
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
 
 
 def launch(
@@ -301,85 +207,53 @@ def launch(
     output: Path | None = None,
     constants: dict[str, Any] | None = None,
 ) -> "Started":
-    """Start `python -m MODULE ARGS` in a process of its own, for what needs one (a signal or a kill,
+    """Start `python -m MODULE ARGS` in a new process, for what needs it running (a signal or a kill,
     two runs at once); returns it running. Its output is kept for `communicate()` (or written to
     `output`, stdout and stderr together). `constants`: module-level values set in that process before
-    it starts, as {"src.events.FLUSH_SECONDS": 0.0}."""
+    the module runs, as {"src.events.FLUSH_SECONDS": 0.0}."""
     if output is not None:
         stdout = stderr = output
     else:
         folder = Path(tempfile.mkdtemp(prefix="launch-"))
         stdout, stderr = folder / "stdout", folder / "stderr"
-    settings = (module, args, cwd, dict(os.environ), stdout, stderr, constants or {})
-    process = _FORKS.Process(target=_command_in_child, args=settings)
-    process.start()
+    argv = [sys.executable, "-m", module, *args]
+    if constants:
+        argv = [sys.executable, "-c", BOOTSTRAP.format(constants=constants, module=module), *args]
+    environment = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    with open(stdout, "a") as out, open(stderr, "a") as err:
+        process = subprocess.Popen(argv, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=err)  # fmt: skip
     return Started(process, stdout, stderr)
 
 
 class Started:
-    """A command running in its own process: the part of subprocess.Popen the tests use."""
+    """A command running in its own process: subprocess.Popen, with its output kept in files."""
 
-    def __init__(self, process: Any, stdout: Path, stderr: Path) -> None:
+    def __init__(self, process: subprocess.Popen, stdout: Path, stderr: Path) -> None:
         self._process, self._stdout, self._stderr = process, stdout, stderr
 
     @property
     def returncode(self) -> int | None:
         """The exit status; -N when signal N killed it; None while it runs."""
-        return self._process.exitcode
+        return self._process.poll()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def poll(self) -> int | None:
-        return self.returncode
+        return self._process.poll()
 
     def send_signal(self, number: int) -> None:
-        os.kill(self._process.pid, number)
+        self._process.send_signal(number)
 
     def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        if self._process.exitcode is None:
-            raise subprocess.TimeoutExpired(str(self._process.name), timeout or 0)
-        return self._process.exitcode
+        return self._process.wait(timeout)
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """Wait for it to end; (stdout, stderr)."""
         self.wait(timeout)
         return self._stdout.read_text(), self._stderr.read_text()
-
-
-def _command_in_child(
-    module: str,
-    args: tuple[str, ...],
-    cwd: Path,
-    environment: dict[str, str],
-    stdout: Path,
-    stderr: Path,
-    constants: dict[str, Any],
-) -> None:
-    """In the forked process: set up what `python -m MODULE ARGS` would have, run it, exit with its
-    code. (The server it is forked from has the environment of when it started; the command gets the
-    test's, as a process started now would.)"""
-    import importlib
-
-    for name, value in constants.items():
-        owner, attribute = name.rsplit(".", 1)
-        setattr(importlib.import_module(owner), attribute, value)
-    for stream, path in ((1, stdout), (2, stderr)):
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        os.dup2(handle, stream)
-        os.close(handle)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (for the process's life)
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    for number in (signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(number, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(environment, HYDRA_FULL_ERROR="0")
-    sys.argv = [module, *args]
-    code = _run_as_main(module)
-    atexit._run_exitfuncs()  # as an interpreter does on its way out
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 # --- what a run left -------------------------------------------------------------------------------

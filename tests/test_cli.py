@@ -3,12 +3,12 @@
 
 import pytest
 
-from tests.helpers import command_here, launch, read_metrics, tutorial_run
+from tests.helpers import command, launch, read_metrics, tutorial_run
 
 
 def test_the_default_run_prints_the_tree_what_it_learned_and_where_it_is(tmp_path):
     run_dir = tmp_path / "run"
-    process = command_here(f"hydra.run.dir={run_dir}")
+    process = command(f"hydra.run.dir={run_dir}")
     assert process.returncode == 0, process.stderr
     _, w, b = tutorial_run(seed=2)
     assert f"w = {w:.4f}" in process.stdout and f"b = {b:.4f}" in process.stdout
@@ -34,7 +34,7 @@ def test_the_default_run_prints_the_tree_what_it_learned_and_where_it_is(tmp_pat
     ],
 )
 def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, overrides, message):
-    process = command_here(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    process = command(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert process.returncode != 0
     assert message in process.stderr and "Traceback" not in process.stderr
     if message.startswith("error: "):
@@ -44,7 +44,7 @@ def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, overrides, me
 def test_a_bug_is_one_line_on_screen_and_a_traceback_in_the_log(tmp_path):
     # A target that cannot take the dataset's arguments stands in for a programming error.
     run_dir = tmp_path / "run"
-    process = command_here("dataset._target_=src.data.Split", f"hydra.run.dir={run_dir}")
+    process = command("dataset._target_=src.data.Split", f"hydra.run.dir={run_dir}")
     assert process.returncode == 1
     (line,) = process.stderr.strip().splitlines()
     assert line.startswith("error: ") and f"the traceback is in {run_dir / 'train.log'}" in line
@@ -53,6 +53,7 @@ def test_a_bug_is_one_line_on_screen_and_a_traceback_in_the_log(tmp_path):
     assert read_metrics(run_dir)["status"] == "failed"
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_runs_started_together_get_their_own_directories(tmp_path):
     processes = [launch("trainer.epochs=1", cwd=tmp_path) for _ in range(2)]
     for process in processes:

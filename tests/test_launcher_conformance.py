@@ -7,6 +7,9 @@ import re
 
 import hydra
 import pytest
+from hydra import version
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.singleton import Singleton
 from hydra.test_utils.launcher_common_tests import (
     BatchedSweeperTestSuite,
     IntegrationTestSuite,
@@ -19,6 +22,18 @@ HYDRA_VERSION = tuple(int(part) for part in re.findall(r"\d+", hydra.__version__
 pytestmark = pytest.mark.skipif(
     HYDRA_VERSION >= (1, 4), reason="Hydra 1.4.0rc3's conformance suites fail for its basic launcher"
 )
+
+
+@pytest.fixture(autouse=True)
+def hydra_of_its_own():
+    """The suites start Hydra on their own test apps, as a new process would: without the tests' Hydra
+    (initialized on conf/ by tests/helpers.py) and without its version_base, both put back after."""
+    saved = Singleton.get_state()
+    GlobalHydra.instance().clear()
+    version.setbase("1.1")  # the defaults a process without a version_base gets, which the suites expect
+    yield
+    GlobalHydra.instance().clear()
+    Singleton.set_state(saved)
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [("vectorized", [])])

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from src import pictures
-from tests.helpers import command_here, event_dir, train_here, write_fake_dataset
+from tests.helpers import command, event_dir, train_here, write_fake_dataset
 
 
 def image_size(path):
@@ -75,7 +75,7 @@ def test_the_config_tree_labels_each_group_with_its_option(tmp_path):
 
 def test_a_terminal_shows_live_progress_then_a_clean_summary(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
-    code, screen = command_here("dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=400",
+    code, screen = command("dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=400",
                                 f"hydra.run.dir={tmp_path / 'run'}", terminal=True)  # fmt: skip
     assert code == 0, screen
     assert "epoch/s" in screen and "loss=" in screen and "val_acc=" in screen
@@ -83,8 +83,9 @@ def test_a_terminal_shows_live_progress_then_a_clean_summary(tmp_path):
     assert after_bar.lstrip().startswith("completed: 400 epochs")
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_trainer_progress_false_draws_no_bar_even_in_a_terminal(tmp_path):
-    code, screen = command_here(
+    code, screen = command(
         "trainer.epochs=300", "trainer.progress=false", f"hydra.run.dir={tmp_path}", terminal=True
     )
     assert code == 0 and "epoch/s" not in screen

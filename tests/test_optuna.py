@@ -27,7 +27,7 @@ from hydra_plugins.logreg_lab._optuna_search import (
 )
 from src.sweep import FailedRun, SweepSummary
 from src.trial import PrunedRun, epoch_reporter
-from tests.helpers import command_here, launch, read_scalars, write_fake_dataset
+from tests.helpers import command, launch, read_scalars, write_fake_dataset
 
 
 # --- search space -------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def search(sweep_dir, *overrides, timeout=300):
         *overrides,
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    return command_here(*overrides)
+    return command(*overrides)
 
 
 def summary_rows(sweep_dir):
@@ -192,6 +192,7 @@ def summary_rows(sweep_dir):
         return {int(row["job"]): row for row in csv.DictReader(file)}
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_seeded_search_repeats_exactly_and_optuna_reads_its_study(tmp_path):
     runs = [search(tmp_path / name, "hydra.sweeper.n_trials=4") for name in ("first", "again")]
     for process in runs:
@@ -241,7 +242,7 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     killed = saved_study(sweep_dir)
     assert {t.state for t in killed.trials} <= {TrialState.COMPLETE, TrialState.RUNNING}
 
-    resumed = command_here(*args, "resume=true")
+    resumed = command(*args, "resume=true")
     assert resumed.returncode == 0, resumed.stderr
     study = saved_study(sweep_dir)
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
@@ -251,17 +252,17 @@ def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     assert {job: after[job] for job in before} == before  # finished trials were not run again
     assert len(summary_rows(sweep_dir)) == 4
 
-    more = command_here(*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}", "resume=true")
+    more = command(*args[:-2], "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep_dir}", "resume=true")
     assert more.returncode == 0, more.stderr
     assert len(saved_study(sweep_dir).trials) == 5
     assert {job: text for job, text in completed_jobs(sweep_dir).items() if job in after} == after
 
-    again = command_here(*args)  # the same command without resume=true does not mix a new search into it
+    again = command(*args)  # the same command without resume=true does not mix a new search into it
     assert again.returncode == 2 and "add resume=true to finish it" in again.stderr
 
 
 def pruning_search(sweep_dir, root, *overrides):
-    return command_here(
+    return command(
         "-m", "hparams_search=optuna_lr", "dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=8",
         "trainer.batch_size=16", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=6",
         "optimizer.lr=choice(0.3,0.1,0.05,1e-7,1e-8,1e-9)", "optimizer.weight_decay=0",
@@ -270,6 +271,7 @@ def pruning_search(sweep_dir, root, *overrides):
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
     sweep_dir = tmp_path / "search"
@@ -291,6 +293,7 @@ def test_a_hopeless_learning_rate_is_pruned_not_failed(tmp_path):
     assert results["trials"]["pruned"] == len(pruned) and results["best_params"]["optimizer.lr"] >= 0.05
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_pruned_search_prunes_the_same_trials_under_the_vectorized_launcher(tmp_path):
     """Three trials at a time: stacked together, each member reports to its own trial and leaves the
     stack when pruned, as each does alone under the basic launcher (the study learns how a batch ended
@@ -308,6 +311,7 @@ def test_a_pruned_search_prunes_the_same_trials_under_the_vectorized_launcher(tm
     assert ends["vectorized"] == ends["basic"]
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_integer_intervals_give_integer_trials(tmp_path):
     sweep_dir = tmp_path / "search"
     process = search(sweep_dir, "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler=random",
@@ -321,6 +325,7 @@ def test_integer_intervals_give_integer_trials(tmp_path):
         )
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_search_whose_every_trial_failed_ends_like_a_failed_sweep(tmp_path):
     process = search(tmp_path / "wild", "hydra.sweeper.n_trials=2", "optimizer.lr=interval(1e37, 1e38)")
     assert process.returncode == 1 and "Traceback" not in process.stderr

@@ -9,7 +9,7 @@ import torch
 from src.checkpoint import CheckpointError
 from src.evaluate import evaluate_checkpoint
 from tests.helpers import (
-    command_here,
+    command,
     launch,
     read_metrics,
     read_scalars,
@@ -126,21 +126,22 @@ def _write_hydra_config(run_dir, *overrides):
     OmegaConf.save(compose_config(*overrides), run_dir / ".hydra" / "config.yaml")
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_evaluate_predicts_the_toy_input_from_the_command_line(tmp_path):
     run_dir = tmp_path / "run"
-    assert command_here(f"hydra.run.dir={run_dir}", "trainer.epochs=50").returncode == 0
-    process = command_here(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
+    assert command(f"hydra.run.dir={run_dir}", "trainer.epochs=50").returncode == 0
+    process = command(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
     assert process.returncode == 0, process.stderr
     import json
 
     predicted = json.loads(process.stdout)["predictions"]["4.0"]
     assert predicted == read_metrics(run_dir)["predictions"]["4.0"]
-    missing = command_here("ckpt_path=nope.pt", module="src.evaluate")
+    missing = command("ckpt_path=nope.pt", module="src.evaluate")
     assert (missing.returncode, missing.stderr.strip()) == (
         2,
         "error: nope.pt does not exist; give a run's checkpoints/last.pt",
     )
-    assert command_here("--help", module="src.evaluate").returncode == 0
+    assert command("--help", module="src.evaluate").returncode == 0
 
 
 def test_a_job_requeued_by_slurm_resumes_by_itself(tmp_path, monkeypatch, caplog):

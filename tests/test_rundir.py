@@ -8,7 +8,7 @@ import pytest
 
 from src.errors import ConfigError, DataError, OutputError, TrainingDiverged
 from src.rundir import exclusive
-from tests.helpers import command_here, read_metrics, read_scalars, run_here, train_here
+from tests.helpers import command, read_metrics, read_scalars, run_here, train_here
 
 
 def fingerprint(folder):
@@ -27,16 +27,17 @@ def test_rerunning_into_a_finished_run_is_refused_and_leaves_it_untouched(tmp_pa
     assert [step for step, _ in read_scalars(tmp_path)["train/loss"]] == list(range(8))
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_rejected_commands_do_not_touch_an_earlier_run(tmp_path):
     run_dir = tmp_path / "run"
-    assert command_here("trainer.epochs=5", f"hydra.run.dir={run_dir}").returncode == 0
+    assert command("trainer.epochs=5", f"hydra.run.dir={run_dir}").returncode == 0
     before = fingerprint(run_dir)
     for overrides in (["trainer.epochs=0"], ["seed=7", "resume=true"], ["trainer.epochs=5"]):
-        process = command_here(*overrides, f"hydra.run.dir={run_dir}")
+        process = command(*overrides, f"hydra.run.dir={run_dir}")
         assert process.returncode == 2 and len(process.stderr.strip().splitlines()) == 1, process.stderr
         assert process.stdout == ""  # no config tree before a refusal
     assert fingerprint(run_dir) == before
-    evaluated = command_here(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
+    evaluated = command(f"ckpt_path={run_dir}/checkpoints/last.pt", "x=4", module="src.evaluate")
     assert evaluated.returncode == 0, evaluated.stderr
 
 

@@ -10,7 +10,7 @@ from src.stack import stack_key, train_stack
 from src.sweep import FailedRun
 from src.train import RunContext
 from tests.helpers import (
-    command_here,
+    command,
     compose_with_choices,
     launch,
     read_metrics,
@@ -109,9 +109,10 @@ def test_lbfgs_never_stacks():
     assert stack_key(cfg) is None
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_the_vectorized_launcher_runs_a_sweep_with_stacked_and_solo_jobs(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    process = command_here("-m", "hydra/launcher=vectorized", "optimizer=sgd,lbfgs", "optimizer.lr=0.01,0.5",
+    process = command("-m", "hydra/launcher=vectorized", "optimizer=sgd,lbfgs", "optimizer.lr=0.01,0.5",
                            "trainer.epochs=20", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     assert process.returncode == 0, process.stderr
     lines = [line for line in process.stdout.splitlines() if line.startswith("#")]
@@ -145,7 +146,7 @@ def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp
     ]
     assert "resume=true" in err.strip().splitlines()[-1] and "Traceback" not in err
 
-    resumed = command_here(*args, "resume=true")
+    resumed = command(*args, "resume=true")
     assert resumed.returncode == 0, resumed.stderr
     train_here(tmp_path / "alone", "optimizer.lr=0.05", "trainer.epochs=600")
     assert_same_numbers(sweep_dir / "1", tmp_path / "alone")

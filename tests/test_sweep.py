@@ -17,7 +17,7 @@ from src.events import EventWriter
 from src.sweep import FailedRun, mean_band, seed_groups, write_summary, write_sweep_figure
 from tests import tensorboard_readers as tb
 from tests.helpers import (
-    command_here,
+    command,
     event_dir,
     launch,
     read_scalars,
@@ -156,6 +156,7 @@ def test_the_sweep_figure_draws_mean_curves_in_standard_deviation_bands(tmp_path
         assert (np.abs(pixels - shade).max(axis=1) <= 2).any() == shaded, name
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_sweep_over_seeds_and_schedules_with_early_stopping(tmp_path):
     root = write_overfitting_dataset(tmp_path / "data")
     data = ["dataset=mnist_binary", f"dataset.root={root}", "dataset.val_fraction=0.3", "trainer.epochs=12"]
@@ -194,7 +195,7 @@ def test_a_failed_run_refuses_to_be_a_number():
 
 def sweep(tmp_path, *overrides):
     sweep_dir = tmp_path / "sweep"
-    process = command_here("-m", *overrides, f"hydra.sweep.dir={sweep_dir}")
+    process = command("-m", *overrides, f"hydra.sweep.dir={sweep_dir}")
     return process, sweep_dir
 
 
@@ -203,6 +204,7 @@ def summary_rows(sweep_dir):
         return list(csv.DictReader(file))
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_sweep_ranks_its_jobs_keeps_failures_and_names_runs_by_their_settings(tmp_path):
     from tensorboard.plugins.hparams import api_pb2
 
@@ -258,6 +260,7 @@ def test_a_sweep_ranks_its_jobs_keeps_failures_and_names_runs_by_their_settings(
     assert hparams["optimizer.lr"].number_value == 0.01
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_bug_in_a_sweep_job_is_a_failed_row_with_its_traceback_in_the_jobs_log(tmp_path):
     process, sweep_dir = sweep(
         tmp_path, "dataset._target_=src.data.Split,src.data.load_toy", "trainer.epochs=2"
@@ -269,6 +272,7 @@ def test_a_bug_in_a_sweep_job_is_a_failed_row_with_its_traceback_in_the_jobs_log
     assert "Traceback (most recent call last)" in (sweep_dir / "0" / "train.log").read_text()
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_job_in_a_sweep_gives_the_numbers_of_the_same_run_alone(tmp_path):
     root = write_fake_dataset(tmp_path / "data")
     common = ["dataset=mnist_binary", f"dataset.root={root}", "trainer.epochs=4", "trainer.batch_size=16"]
@@ -296,7 +300,7 @@ def test_parallel_launchers_run_each_job_in_its_own_process_directory_and_trial(
 
     parallel = "hydra.launcher.n_jobs=2" if "joblib" in launcher else "hydra.launcher.tasks_per_node=1"
     sweep_dir = tmp_path / "search"
-    process = command_here("-m", "hparams_search=optuna_lr", launcher, parallel, "hydra.sweeper.n_jobs=2",
+    process = command("-m", "hparams_search=optuna_lr", launcher, parallel, "hydra.sweeper.n_jobs=2",
                            "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler=grid", "trainer.epochs=20",
                            "optimizer.lr=choice(0.01,1e38)", "optimizer.weight_decay=0",
                            f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
@@ -319,11 +323,12 @@ def test_parallel_launchers_run_each_job_in_its_own_process_directory_and_trial(
 
 def optuna_search(tmp_path, name, *overrides):
     sweep_dir = tmp_path / name
-    process = command_here("-m", "hparams_search=optuna_lr", "hydra.sweeper.n_trials=6", "trainer.epochs=30",
+    process = command("-m", "hparams_search=optuna_lr", "hydra.sweeper.n_trials=6", "trainer.epochs=30",
                            *overrides, f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     return process, sweep_dir
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_diverging_optuna_trial_is_a_failed_row_not_a_crash(tmp_path):
     process, sweep_dir = optuna_search(tmp_path, "wild", "optimizer.lr=tag(log, interval(1e-3, 1e38))")
     assert "Traceback" not in process.stderr
@@ -332,6 +337,7 @@ def test_a_diverging_optuna_trial_is_a_failed_row_not_a_crash(tmp_path):
     assert process.returncode == (0 if set(statuses) == {"completed"} else 1)
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_second_sweep_in_the_same_folder_is_refused(tmp_path):
     first, sweep_dir = sweep(tmp_path, "loss=bce,ce", "trainer.epochs=3")
     assert first.returncode == 0, first.stderr
@@ -363,6 +369,7 @@ def test_early_stopping_without_a_validation_split_is_refused_once_for_the_sweep
     assert not [path for path in sweep_dir.iterdir() if path.name.isdigit()]
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped_one(tmp_path):
     import signal
     import time
@@ -385,7 +392,7 @@ def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped
     assert not (sweep_dir / "2").exists() or not (sweep_dir / "2" / "metrics.json").exists()
 
     # Resumed by parallel workers (the basic launcher resumes the killed search in test_optuna).
-    resumed = command_here(*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "resume=true")
+    resumed = command(*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "resume=true")
     assert resumed.returncode == 0, resumed.stderr
     assert (sweep_dir / "0" / "metrics.json").read_bytes() == finished  # untouched
     last_logged = (sweep_dir / "0" / "train.log").read_text().splitlines()[-1]
@@ -396,11 +403,12 @@ def test_a_killed_sweep_resumes_keeping_finished_jobs_and_continuing_the_stopped
     assert read_scalars(sweep_dir / "1") == read_scalars(alone)  # continued exactly, one curve
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_the_slurm_launcher_where_no_cluster_answers_says_so_in_one_line(tmp_path):
     # A PATH without SLURM's commands, as on a laptop (where sbatch is installed but no cluster answers,
     # the line names sbatch's own last words instead; that takes its DNS time-outs, so not tested here).
     no_cluster = {"PATH": str(Path(sys.executable).parent), "SLURM_CONF": str(tmp_path / "no-slurm.conf")}
-    process = command_here(
+    process = command(
         "-m",
         "hydra/launcher=slurm",
         "trainer.epochs=2",
@@ -424,6 +432,7 @@ def ends(sweep_dir, jobs):
     return rows
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 @pytest.mark.parametrize(
     "launcher",
     [
@@ -446,7 +455,7 @@ def test_every_launcher_trains_with_the_same_rules_as_the_basic_one(tmp_path, la
     results = {}
     for name, chosen in (("basic", []), ("other", launcher)):
         sweep_dir = tmp_path / name
-        process = command_here("-m", *jobs, *chosen, f"hydra.sweep.dir={sweep_dir}")
+        process = command("-m", *jobs, *chosen, f"hydra.sweep.dir={sweep_dir}")
         assert process.returncode == 1 and "1 of 3 jobs failed" in process.stderr, process.stderr  # diverged
         results[name] = ends(sweep_dir, 3)
     statuses = [end["status"] for end, _, _ in results["basic"]]
@@ -474,14 +483,17 @@ DIFFERENTIAL = {
 
 
 @pytest.mark.parametrize("launcher", [pytest.param("basic", marks=pytest.mark.slow), "vectorized"])
-@pytest.mark.parametrize("case", DIFFERENTIAL)
+@pytest.mark.parametrize(
+    "case", [case if case == "dict after a swept value" else pytest.param(case, marks=pytest.mark.slow)
+             for case in DIFFERENTIAL]
+)  # fmt: skip
 def test_every_job_runs_the_config_hydra_composes_for_its_command_line(tmp_path, launcher, case):
     from hydra import compose
 
     from tests.helpers import hydra_on_conf
 
     sweep_dir = tmp_path / "sweep"
-    process = command_here("-m", *DIFFERENTIAL[case], "trainer.epochs=3", f"hydra/launcher={launcher}",
+    process = command("-m", *DIFFERENTIAL[case], "trainer.epochs=3", f"hydra/launcher={launcher}",
                            f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     assert process.returncode == 0, process.stderr
     jobs = sorted(path.parent.parent for path in sweep_dir.glob("*/.hydra/config.yaml"))

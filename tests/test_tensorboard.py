@@ -90,6 +90,7 @@ def test_time_series_groups_pictures_after_the_curves(logdir):
     assert sorted({tag.split("/")[0] for tag in [*scalars, *images]}) == ["test", "train", "val", "visuals"]
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_sigkill_after_a_flush_past_the_checkpoint_then_resume_shows_one_curve_everywhere(tmp_path):
     import signal
     import time

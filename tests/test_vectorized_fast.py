@@ -10,7 +10,7 @@ from src.optimizers import OwnOptimizer
 from src.stacked_step import StackedOptimizer, stacked_forward, stacked_parameters, write_back
 from src.sweep import FailedRun
 from tests.helpers import (
-    command_here,
+    command,
     read_metrics,
     train_here,
     write_overfitting_dataset,
@@ -105,11 +105,12 @@ def test_cohorts_of_several_seeds_step_together_and_equal_their_solo_runs(tmp_pa
         assert_same_numbers(tmp_path / "stack" / str(number), solo)
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_stacked_jobs_directory_holds_what_a_basic_launchers_job_holds(tmp_path):
     sweeps = {}
     for launcher in ("basic", "vectorized"):
         sweep_dir = tmp_path / launcher
-        process = command_here("-m", f"hydra/launcher={launcher}", "optimizer.lr=0.01,0.1", "seed=1,1",
+        process = command("-m", f"hydra/launcher={launcher}", "optimizer.lr=0.01,0.1", "seed=1,1",
                                "trainer.epochs=5", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
         assert process.returncode == 0, process.stderr
         sweeps[launcher] = sweep_dir
