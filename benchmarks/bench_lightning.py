@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench import REPO, Row, pair_source, run, table
+from benchmarks.common import REPO, Row, pair_source, run, table
 from src.checkpoint import RunState
-from src.data import DEBIAN_FASHION_MNIST, ClassificationData, load_image_pair
+from src.data import DEBIAN_FASHION_MNIST, ClassificationData, load_images
 from src.losses import BinaryCrossEntropy
 from src.models import LogisticRegression
 from src.outputs import RunRecorder
@@ -119,7 +119,7 @@ def lightning_rows(repeats: int, workdir: Path) -> list[Row]:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its banner, once per fit here
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what both do in their own runs
-    data = load_image_pair(family, str(flat), classes, 0.1, False, 0.2860, 0.3530, seed=SEED)
+    data = load_images(family, str(flat), classes, 0.1, False, 0.2860, 0.3530, seed=SEED)
     fit_times: list[float] = []
 
     def lightning_fit() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench import Row, median_seconds, pair_source, run, table
+from benchmarks.common import Row, median_seconds, pair_source, run, table
 
 
 class Rows(list):
