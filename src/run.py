@@ -40,7 +40,7 @@ from src.errors import ConfigError, OutputError, TrainingDiverged
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
 from src.metrics import TEST_ACCURACY_PER_CLASS, TRAIN_LR
-from src.outputs import RunRecorder, hyperparameters, run_name
+from src.outputs import RunRecorder, hyperparameters, override_key, run_name
 from src.report import (
     accuracy_per_class,
     confusion_counts,
@@ -367,23 +367,27 @@ def interruption(stop: StopSignals, completed: int, context: RunContext) -> Inte
 
 
 def resume_command(context: RunContext) -> str:
-    """The command that continues this run (or this run's sweep) where it stopped."""
+    """The command that continues this run (or this run's sweep) where it stopped: its overrides and
+    Hydra's (the launcher, the sweeper's settings), with the folder it writes to."""
     if context.in_sweep:
         sweep_dir = context.run_dir.parent
-        words = [
-            "python",
-            "-m",
-            "src.train",
-            "-m",
-            *sweep_overrides(sweep_dir),
-            f"hydra.sweep.dir={sweep_dir}",
-        ]
+        words = ["python", "-m", "src.train", "-m", *sweep_overrides(sweep_dir), *hydra_overrides(context),
+                 f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     else:
-        kept = [
-            o for o in context.overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "ckpt_path")
-        ]
-        words = ["python", "-m", "src.train", *kept, f"hydra.run.dir={context.run_dir}"]
+        kept = [o for o in context.overrides if override_key(o) not in ("resume", "ckpt_path")]
+        words = ["python", "-m", "src.train", *kept, *hydra_overrides(context),
+                 f"hydra.run.dir={context.run_dir}"]  # fmt: skip
     return " ".join(shlex.quote(word) for word in [*words, "resume=true"])
+
+
+def hydra_overrides(context: RunContext) -> list[str]:
+    """The command line's `hydra` overrides, less the folder (given again) and what a sweeper adds to
+    each job (an Optuna trial's environment)."""
+    if context.hydra_config is None:
+        return []
+    given = OmegaConf.select(context.hydra_config, "hydra.overrides.hydra", default=None) or []
+    dropped = ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode", f"hydra.job.env_set.{TRIAL_ENV}")
+    return [str(o) for o in given if override_key(str(o)) not in dropped]
 
 
 def write_run_files(cfg: DictConfig, context: RunContext) -> None:

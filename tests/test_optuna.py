@@ -341,3 +341,31 @@ def test_a_pruned_job_does_not_fail_the_sweep(tmp_path):
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}},
                                "objective": {"metric": "train/loss", "direction": "minimize"}})  # fmt: skip
     SweepSummary().on_multirun_end(config)  # exits 1 when a job failed
+
+
+# Hydra's Optuna plugin's own distribution cases (hydra_optuna_sweeper's tests), where this sweeper claims
+# the same syntax; `range` keeps Hydra's end-exclusive meaning here (README, Sweeps).
+HYDRA_OPTUNA_CASES = [
+    ("key=choice(1,2)", CategoricalDistribution([1, 2])),
+    ("key=choice(true, false)", CategoricalDistribution([True, False])),
+    ("key=choice('hello', 'world')", CategoricalDistribution(["hello", "world"])),
+    ("key=shuffle(range(1,3))", CategoricalDistribution((1, 2))),
+    ("key=interval(1, 5)", FloatDistribution(1, 5)),
+    ("key=int(interval(1, 5))", IntDistribution(1, 5)),
+    ("key=tag(log, interval(1, 5))", FloatDistribution(1, 5, log=True)),
+    ("key=tag(log, int(interval(1, 5)))", IntDistribution(1, 5, log=True)),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), HYDRA_OPTUNA_CASES)
+def test_search_space_syntax_gives_hydra_optuna_plugins_distributions(line, expected):
+    (distribution,) = parse_search_space([line]).distributions.values()
+    if isinstance(expected, CategoricalDistribution):  # shuffle: the same choices, in some order
+        assert sorted(distribution.choices, key=str) == sorted(expected.choices, key=str)
+    else:
+        assert distribution == expected
+
+
+def test_range_keeps_hydras_end_exclusive_meaning_unlike_the_optuna_plugin():
+    (distribution,) = parse_search_space(["key=range(1,3)"]).distributions.values()
+    assert distribution == IntDistribution(1, 2)  # hydra-optuna-sweeper: IntDistribution(1, 3)

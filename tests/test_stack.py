@@ -1,6 +1,10 @@
 """Stacked runs (hydra/launcher=vectorized): every member gives its solo run's numbers and files."""
 
 import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,9 +148,12 @@ def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp
     assert [m["status"] for m in stopped] == ["interrupted"] * 2 and stopped[0]["epochs"] == stopped[1][
         "epochs"
     ]
-    assert "resume=true" in err.strip().splitlines()[-1] and "Traceback" not in err
+    printed = err.strip().splitlines()[-1]
+    assert "resume=true" in printed and "hydra/launcher=vectorized" in printed and "Traceback" not in err
 
-    resumed = command(*args, "resume=true")
+    pasted = [sys.executable, *shlex.split(printed.strip())[1:]]  # the printed command, as a user pastes it
+    resumed = subprocess.run(pasted, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     train_here(tmp_path / "alone", "optimizer.lr=0.05", "trainer.epochs=600")
     assert_same_numbers(sweep_dir / "1", tmp_path / "alone")
