@@ -37,6 +37,7 @@ def test_mnist_ten_classes_reach_the_goals_at_the_recipes_defaults(
     assert min(metrics["test/accuracy_per_class"].values()) > 0.8  # no class left behind
 
 
+@pytest.mark.slow  # the whole pair recipe on 12,000 images
 @pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_fashion_mnist_pair_from_debians_folder(tmp_path):
     metrics = train_here(tmp_path / "run", "dataset=fashion_mnist_binary")
