@@ -226,6 +226,7 @@ def completed_jobs(sweep_dir):
     return done
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_a_killed_search_resumes_to_the_requested_number_of_trials(tmp_path):
     sweep_dir = tmp_path / "search"
     # 200 epochs on the toy set: about a second per trial, long enough to be killed mid-search.

@@ -130,6 +130,7 @@ def test_the_vectorized_launcher_runs_a_sweep_with_stacked_and_solo_jobs(tmp_pat
     assert torch.load(sweep_dir / "1" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 20
 
 
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp_path):
     import signal
     import time

@@ -288,7 +288,7 @@ def test_a_job_in_a_sweep_gives_the_numbers_of_the_same_run_alone(tmp_path):
 @pytest.mark.parametrize(
     "launcher",
     [
-        "hydra/launcher=joblib",
+        pytest.param("hydra/launcher=joblib", marks=pytest.mark.slow),  # workers start cold
         # Marked slow: submitit starts each job cold (~4 s each); `make test-cluster` (CI, as root) runs
         # the same launcher plugin through real SLURM jobs.
         pytest.param("hydra/launcher=submitit_local", marks=pytest.mark.slow),
