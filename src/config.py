@@ -8,6 +8,7 @@ are built.
 """
 
 import difflib
+import re
 import secrets
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -320,6 +321,12 @@ SCHEMAS: dict[str, dict[str, type]] = {
 _registered = False  # register_configs has run in this process
 
 
+def major_minor(version: str) -> tuple[int, int]:
+    """(1, 4) of "1.4.0rc3": what Hydra's and OmegaConf's releases differ by for this project."""
+    major, minor = (int(part) for part in re.findall(r"\d+", version)[:2])
+    return major, minor
+
+
 def register_configs() -> None:
     """Make the schemas available to the YAML files' defaults lists as `/schema/<group>/<name>`.
 
@@ -330,8 +337,7 @@ def register_configs() -> None:
     """
     # OmegaConf 2.4 deprecates register_new_resolver for register_resolver, which in 2.2 and 2.3 is
     # another, older function.
-    major, minor = (int(part) for part in omegaconf.__version__.split(".")[:2])
-    new_api = (major, minor) >= (2, 4)
+    new_api = major_minor(omegaconf.__version__) >= (2, 4)
     register: Any = OmegaConf.register_resolver if new_api else OmegaConf.register_new_resolver
     register("run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
     global _registered

@@ -182,16 +182,15 @@ class RunPolicy:
         due, out of patience, pruned or `signalled`. Returns why the run ends here (PRUNED, or
         "out of patience"), or None while it trains on."""
         assert self.recorder is not None
-        objective_metric = self.objective_metric
         metrics = result.metrics
         if self.scheduler is not None:  # log the rate this epoch trained with, then set the next one's
             metrics = metrics | {TRAIN_LR: self.optimizer.param_groups[0]["lr"]}
-            step_scheduler(self.scheduler, metrics[objective_metric])
+            step_scheduler(self.scheduler, metrics[self.objective_metric])
         self.recorder.record_epoch(result.epoch, metrics)
-        if self.stopping is not None and self.stopping.update(result.epoch, metrics[objective_metric]):
+        if self.stopping is not None and self.stopping.update(result.epoch, metrics[self.objective_metric]):
             self.best = self.capture(result.completed, best=None).detached()
         out_of_patience = self.stopping is not None and self.stopping.exhausted
-        objective = metrics.get(objective_metric)
+        objective = metrics.get(self.objective_metric)
         pruned = (
             self.reporter is not None
             and objective is not None
@@ -286,8 +285,8 @@ def prepare_run(
     held.enter_context(exclusive(context.run_dir))  # one process per run directory
     start = resume_or_refuse(cfg, context, parts, optimizer, shuffle, scheduler, stopping)
     reporter = epoch_reporter(context.env_set.get(TRIAL_ENV) or os.environ.get(TRIAL_ENV))
-    return RunPolicy(cfg, context, parts, optimizer, shuffle, start, scheduler, stopping,
-                     torch_rng=torch.get_rng_state(), best=start.best, reporter=reporter)  # fmt: skip
+    return RunPolicy(cfg, context, parts, optimizer, shuffle, start, scheduler, stopping, best=start.best,
+                     reporter=reporter)  # fmt: skip
 
 
 def check_objective(cfg: DictConfig, data: ClassificationData) -> None:

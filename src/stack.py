@@ -9,6 +9,7 @@ that runs out of patience or is pruned leaves the stack; a signal stops every me
 """
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -45,7 +46,7 @@ def train_runs(runs: list[RunPolicy], held: ExitStack) -> list[Outcome]:
     """The shared epochs of runs that start from the same epoch, then each one's finish; one outcome per
     run (metrics.json's content, or the TrainingDiverged that ended it)."""
     first = runs[0]
-    head, epochs, batch_size = first.parts.head, first.cfg.trainer.epochs, first.cfg.trainer.batch_size
+    head, epochs, batch_size = first.parts.head, first.epochs, first.cfg.trainer.batch_size
     stack = Stack([run.parts.model for run in runs], [run.parts.data for run in runs],
                   [run.shuffle for run in runs], [run.optimizer for run in runs])  # fmt: skip
     for run in runs:
@@ -94,8 +95,14 @@ def stack_key(cfg: DictConfig, env_set: dict[str, str] | None = None) -> str | N
     shared.pop("seed")
     for key in MEMBER_KEYS:
         shared["optimizer"].pop(key, None)
-    shared["env_set"] = {key: value for key, value in (env_set or {}).items() if key != TRIAL_ENV}
+    shared["env_set"] = shared_env(env_set or {})
     return OmegaConf.to_yaml(OmegaConf.create(shared))
+
+
+def shared_env(env_set: dict[str, str]) -> dict[str, str]:
+    """What a stack's members share of `hydra.job.env_set`: all of it but the Optuna trial each names,
+    which its own run reads (src.run.prepare_run)."""
+    return {key: value for key, value in env_set.items() if key != TRIAL_ENV}
 
 
 def train_stack(jobs: list[tuple[DictConfig, RunContext]]) -> list[Outcome | FailedRun]:
@@ -130,7 +137,9 @@ def train_stack(jobs: list[tuple[DictConfig, RunContext]]) -> list[Outcome | Fai
     return outcomes  # type: ignore[return-value]
 
 
-def shared_data(cfg: DictConfig, datasets: dict[tuple[str, int], ClassificationData]) -> Any:
+def shared_data(
+    cfg: DictConfig, datasets: dict[tuple[str, int], ClassificationData]
+) -> Callable[[], ClassificationData]:
     """The data of `cfg`, built once for every member of one dataset and seed."""
     key = (OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
 

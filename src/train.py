@@ -9,7 +9,6 @@ testing, drawing and reporting.
 import ctypes
 import logging
 import multiprocessing
-import re
 import signal
 import sys
 import time
@@ -23,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from src.cli import HeldRunLog, exit_with, run_guarded
-from src.config import register_configs
+from src.config import major_minor, register_configs
 from src.errors import TrainingDiverged
 from src.run import RunContext, announce_job, conclude, prepare_run, record_failure, write_run_files
 from src.rundir import job_status, previous_run, read_run_metrics
@@ -72,8 +71,7 @@ TRUSTED_TARGETS = ["src.*", "torch.*", "optuna.*", "hydra_plugins.*", "hydra.*",
 def hydra_settings() -> dict[str, Any]:
     """@hydra.main's settings for the Hydra installed: 1.3's defaults (version_base "1.3"); on 1.4,
     which deprecates version_base and has only its own defaults, the trusted targets."""
-    major, minor = (int(part) for part in re.findall(r"\d+", hydra.__version__)[:2])
-    if (major, minor) < (1, 4):
+    if major_minor(hydra.__version__) < (1, 4):
         return {"version_base": "1.3"}
     return {"execution_whitelist": TRUSTED_TARGETS}
 

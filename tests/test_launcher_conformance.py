@@ -3,8 +3,6 @@ vectorized launcher as Hydra's joblib and submitit plugins run them on theirs: o
 which are not this project's, it must behave as the basic launcher does (every job run one by one, the
 app's own version_base kept)."""
 
-import re
-
 import hydra
 import pytest
 from hydra import version
@@ -16,7 +14,9 @@ from hydra.test_utils.launcher_common_tests import (
     LauncherTestSuite,
 )
 
-HYDRA_VERSION = tuple(int(part) for part in re.findall(r"\d+", hydra.__version__)[:2])
+from src.config import major_minor
+
+HYDRA_VERSION = major_minor(hydra.__version__)
 # Hydra 1.4.0rc3's own suites fail for its own basic launcher ("Could not find 'hydra/sweeper/basic'",
 # in a folder of their own too): they are Hydra 1.3's until 1.4's pass for the basic launcher.
 pytestmark = pytest.mark.skipif(

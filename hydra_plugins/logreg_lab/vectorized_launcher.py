@@ -91,7 +91,7 @@ def train_stacks(configs: list[DictConfig]) -> dict[int, tuple[Any, Any, float]]
     """Train every group of two or more jobs that can stack; (context, outcome, seconds) by position."""
     from src.interrupt import Interrupted
     from src.rundir import job_status
-    from src.stack import stack_key, train_stack
+    from src.stack import shared_env, stack_key, train_stack
 
     tasks = [task_config(config) for config in configs]
     contexts = [job_context(config) for config in configs]
@@ -116,14 +116,6 @@ def train_stacks(configs: list[DictConfig]) -> dict[int, tuple[Any, Any, float]]
         for position, outcome in zip(positions, outcomes, strict=True):
             stacked[position] = (contexts[position], outcome, seconds)
     return stacked
-
-
-def shared_env(env_set: dict[str, str]) -> dict[str, str]:
-    """What a stack's members share of `hydra.job.env_set` (stack_key groups them so): all of it but
-    the Optuna trial each names, which its own run reads (src.run.prepare_run)."""
-    from src.trial import TRIAL_ENV
-
-    return {key: value for key, value in env_set.items() if key != TRIAL_ENV}
 
 
 def task_config(config: DictConfig) -> DictConfig:
