@@ -426,9 +426,9 @@ class SweepSummary(Callback):
         print(table)
         print(f"curves {'by configuration' if groups else 'of every job'}: {figure}")
         print(tensorboard_command(sweep_dir))  # one command for the whole sweep, not one per job
-        if any(row.get("status") == "interrupted" for row in rows):
-            return  # a stop the user asked for ends the sweep with its own exit status (Hydra 1.4 calls
-            # this on the way out; 1.3 does not)
+        if sys.exc_info()[1] is not None:
+            return  # the sweep itself is stopping (Hydra 1.4 calls this on the way out, 1.3 does not):
+            # its own exit status stands. Jobs a cluster stopped are failures of a sweep that ran on.
         failed = [row for row in rows if row.get("status") not in ("completed", "pruned")]
         if failed:
             print(f"error: {len(failed)} of {len(rows)} jobs failed (see summary.md)", file=sys.stderr)

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from src.events import EventWriter
-from src.sweep import FailedRun, mean_band, seed_groups, write_summary, write_sweep_figure
+from src.sweep import FailedRun, SweepSummary, mean_band, seed_groups, write_summary, write_sweep_figure
 from tests import tensorboard_readers as tb
 from tests.helpers import (
     command,
@@ -513,3 +513,31 @@ def test_every_job_runs_the_config_hydra_composes_for_its_command_line(tmp_path,
             assert saved.optimizer.lr == 0.05
             state = torch.load(job / "checkpoints" / "last.pt", weights_only=True)
             assert state["optimizer"]["param_groups"][0]["lr"] == 0.05
+
+
+def finished_sweep(sweep_dir, statuses):
+    for job, status in enumerate(statuses):
+        (sweep_dir / str(job)).mkdir()
+        (sweep_dir / str(job) / "metrics.json").write_text(json.dumps({"status": status, "train/loss": 0.5}))
+    return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}},
+                             "objective": {"metric": "train/loss", "direction": "minimize"}})  # fmt: skip
+
+
+def test_jobs_a_cluster_stopped_fail_a_sweep_that_ran_to_its_end(tmp_path, capsys):
+    # SLURM's time limit or scancel interrupts a job; the sweep itself went on and must say it failed
+    config = finished_sweep(tmp_path, ["completed", "interrupted", "interrupted"])
+    with pytest.raises(SystemExit) as exit_:
+        SweepSummary().on_multirun_end(config)
+    assert exit_.value.code == 1 and "error: 2 of 3 jobs failed" in capsys.readouterr().err
+
+
+def test_a_sweep_on_its_way_out_keeps_its_own_exit_status(tmp_path):
+    # Hydra 1.4 calls on_multirun_end in a finally: a Ctrl-C's exit status (130) must not become 1
+    config = finished_sweep(tmp_path, ["completed", "interrupted"])
+    with pytest.raises(SystemExit) as exit_:
+        try:
+            sys.exit(130)
+        finally:
+            SweepSummary().on_multirun_end(config)
+    assert exit_.value.code == 130
+    assert (tmp_path / "summary.csv").is_file()  # summarized all the same
