@@ -12,13 +12,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import optuna
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
@@ -71,7 +71,11 @@ class SearchSpace:
         for name, distribution in self.distributions.items():
             if isinstance(distribution, CategoricalDistribution):
                 grid[name] = list(distribution.choices)
-            elif distribution.step is not None and not distribution.log:
+            elif (
+                isinstance(distribution, IntDistribution | FloatDistribution)
+                and distribution.step is not None
+                and not distribution.log
+            ):
                 count = round((distribution.high - distribution.low) / distribution.step) + 1
                 grid[name] = [distribution.low + i * distribution.step for i in range(count)]
             else:
@@ -103,7 +107,8 @@ def to_distribution(override: Override) -> tuple[BaseDistribution, dict[Any, str
     """The Optuna distribution of one sweep override, with the override text of categorical choices."""
     key = override.key_or_group
     if override.is_interval_sweep():
-        sweep = override.value()
+        sweep = cast(IntervalSweep, override.value())
+        assert sweep.start is not None and sweep.end is not None  # the parser gives both ends
         if sweep.start >= sweep.end:
             raise SearchError(f"{key}: interval({sweep.start}, {sweep.end}) is empty")
         log_scale = "log" in sweep.tags
@@ -115,11 +120,12 @@ def to_distribution(override: Override) -> tuple[BaseDistribution, dict[Any, str
     values = list(override.sweep_iterator(transformer=Transformer.encode))
     if not values:
         raise SearchError(f"{key}: {override.input_line} has no value")
-    if override.is_range_sweep() and not override.value().shuffle:
-        step = abs(override.value().step)
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values) and isinstance(step, int):
-            return IntDistribution(min(values), max(values), step=step), {}
-        low, high = (float(f"{v:.12g}") for v in (min(values), max(values)))  # 0.30000000000000004: 0.3
+    if override.is_range_sweep() and not cast(RangeSweep, override.value()).shuffle:
+        step = abs(cast(RangeSweep, override.value()).step)
+        numbers = cast(list[int | float], values)  # a range's values are numbers
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in numbers) and isinstance(step, int):
+            return IntDistribution(int(min(numbers)), int(max(numbers)), step=step), {}
+        low, high = (float(f"{v:.12g}") for v in (min(numbers), max(numbers)))  # 0.30000000000000004: 0.3
         return FloatDistribution(low, high, step=float(step)), {}
     # choice(...), a,b,c, or a shuffled range: categorical. Transformer.encode turns a list or dict
     # choice into its override text, which must be written back unescaped.
@@ -128,7 +134,7 @@ def to_distribution(override: Override) -> tuple[BaseDistribution, dict[Any, str
     for value, original in zip(values, originals, strict=True):
         if isinstance(value, str) and not isinstance(original, str):
             texts[value] = value
-    return CategoricalDistribution(values), texts
+    return CategoricalDistribution(cast(list[bool | int | float | str | None], values)), texts
 
 
 def sampler_config(spec: Any, seed: int | None, n_startup_trials: int, space: SearchSpace) -> dict:
@@ -224,7 +230,7 @@ class OptunaSearch:
 
     def __init__(self, config: DictConfig, launcher: Launcher, **settings: Any) -> None:
         self.config, self.launcher = config, launcher
-        self.settings = {k: OmegaConf.to_container(v) if isinstance(v, DictConfig) else v
+        self.settings: dict[str, Any] = {k: OmegaConf.to_container(v) if isinstance(v, DictConfig) else v
                          for k, v in settings.items()}  # fmt: skip
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self.n_trials, self.n_jobs = int(self.settings["n_trials"]), max(1, int(self.settings["n_jobs"]))
@@ -271,7 +277,8 @@ class OptunaSearch:
         storage = open_storage(self.storage)
         name, direction = self.settings["study_name"], self.settings["direction"]
         # objective.direction is an enum, which arrives as "Direction.minimize"
-        direction = str(getattr(direction, "name", direction)).rsplit(".", 1)[-1].lower()
+        named = str(getattr(direction, "name", direction)).rsplit(".", 1)[-1].lower()
+        direction = cast(Literal["minimize", "maximize"], named)
         existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
         if name in existing and existing[name].n_trials and not self.resume:
             raise SearchError(
@@ -309,8 +316,9 @@ class OptunaSearch:
         if any(interrupted for _, interrupted in batch):
             ended = {trial.number: self.finished_on_disk(trial.number) for trial, _ in batch}
             for trial, _ in batch:
-                if ended[trial.number] is not None:
-                    self.tell(study, trial.number, ended[trial.number])
+                end = ended[trial.number]
+                if end is not None:
+                    self.tell(study, trial.number, end)
             batch = [(trial, interrupted) for trial, interrupted in batch if ended[trial.number] is None]
             if not batch:
                 return

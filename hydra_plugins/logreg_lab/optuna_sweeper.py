@@ -58,6 +58,7 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         from hydra_plugins.logreg_lab._optuna_search import OptunaSearch, SearchError
 
+        assert self.config is not None and self.launcher is not None, "Hydra calls setup first"
         try:
             OptunaSearch(self.config, self.launcher, **self.settings).run(arguments)
         except SearchError as error:  # the user's to fix: one line, like src.train's errors
