@@ -71,9 +71,21 @@ def read_idx_cached(path: Path) -> np.ndarray:
     if array.nbytes <= CACHE_BYTES:
         with _cache_lock:
             _cache[key] = array
-            while sum(cached.nbytes for cached in _cache.values()) > CACHE_BYTES:
+            while sum(cached.nbytes for cached in _cache.values()) > CACHE_BYTES:  # (lock held)
                 _cache.popitem(last=False)
     return array
+
+
+def clear_cache() -> None:
+    """Forget every file read so far (src/caches.py)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def cached_bytes() -> int:
+    """The size of the arrays the cache holds."""
+    with _cache_lock:
+        return sum(cached.nbytes for cached in _cache.values())
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -78,12 +78,12 @@ def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
         stamp = record.stat()
     except OSError:
         return {}
-    held = _load_record(record, stamp.st_mtime_ns, stamp.st_size)
+    held = load_record(record, stamp.st_mtime_ns, stamp.st_size)
     return held if isinstance(held, dict) else {}
 
 
 @functools.lru_cache(maxsize=8)
-def _load_record(record: Path, modified_ns: int, size: int) -> Any:
+def load_record(record: Path, modified_ns: int, size: int) -> Any:
     """sweep.yaml's content, read once per version of the file (every job of a sweep asks for it)."""
     return OmegaConf.to_container(OmegaConf.load(record))
 

@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
+from src import caches
 from tests.helpers import write_fake_dataset
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Each test starts with the process's caches empty, as a new process would (src/caches.py)."""
+    caches.clear()
+    yield
+    caches.clear()
 
 
 @pytest.fixture

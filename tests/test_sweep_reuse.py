@@ -17,7 +17,7 @@ PAIR = dict(family="mnist", classes=[3, 8], val_fraction=0.2, download=False, me
 @pytest.fixture
 def reads(monkeypatch):
     """The files read from disk, in order, with an empty cache."""
-    monkeypatch.setattr(idx, "_cache", type(idx._cache)())
+    idx.clear_cache()
     read, paths = idx.read_idx, []
 
     def counting(path):
@@ -29,14 +29,12 @@ def reads(monkeypatch):
 
 
 def fresh_load(**settings):
-    """The dataset as a process that has read nothing yet would load it."""
-    saved = idx._cache.copy()
-    idx._cache.clear()
+    """The dataset as a process that has read nothing yet would load it (leaving nothing read)."""
+    idx.clear_cache()
     try:
         return load_images(**settings)
     finally:
-        idx._cache.clear()
-        idx._cache.update(saved)
+        idx.clear_cache()
 
 
 def test_jobs_with_any_settings_read_each_file_once_and_get_what_a_fresh_load_gives(tmp_path, reads):
@@ -108,4 +106,19 @@ def test_the_cache_is_bounded_least_recently_used_first(tmp_path, reads, monkeyp
     write_idx(big, np.zeros(300, dtype=np.uint8))
     read_idx_cached(big), read_idx_cached(big)  # larger than the whole cache: never kept
     assert reads[-2:] == ["big", "big"]
-    assert sum(array.nbytes for array in idx._cache.values()) <= 250
+    assert idx.cached_bytes() <= 250
+
+
+def test_one_reset_empties_every_cache_of_the_process(tmp_path, reads):
+    from src import caches, sweep
+
+    path = tmp_path / "labels-idx1-ubyte"
+    write_idx(path, np.array([1, 2, 3], dtype=np.uint8))
+    (tmp_path / "sweep.yaml").write_text("overrides: [optimizer.lr=0.1]\n")
+    read_idx_cached(path)
+    assert sweep.sweep_overrides(tmp_path) == ["optimizer.lr=0.1"]
+    assert idx.cached_bytes() == 3 and sweep.load_record.cache_info().currsize == 1
+    caches.clear()
+    assert idx.cached_bytes() == 0 and sweep.load_record.cache_info().currsize == 0
+    read_idx_cached(path)
+    assert reads == [path.name, path.name]  # read from disk again
