@@ -1,7 +1,8 @@
 """Hydra's own conformance suites for launchers (hydra.test_utils.launcher_common_tests), run on the
-vectorized launcher as Hydra's joblib and submitit plugins run them on theirs: on Hydra's test apps,
-which are not this project's, it must behave as the basic launcher does (every job run one by one, the
-app's own version_base kept)."""
+project's launchers as Hydra's joblib and submitit plugins run them on theirs: on Hydra's test apps,
+which are not this project's, the vectorized launcher must behave as the basic launcher does (every job
+run one by one, the app's own version_base kept), and the SLURM launcher's code (on submitit's local
+executor, as hydra-submitit-launcher tests its own) as submitit's does."""
 
 import hydra
 import pytest
@@ -53,4 +54,23 @@ class TestVectorizedLauncherBatches(BatchedSweeperTestSuite):
     [({"defaults": [{"override hydra/launcher": "vectorized"}, "_self_"]}, ["-m"])],
 )
 class TestVectorizedLauncherIntegration(IntegrationTestSuite):
+    pass
+
+
+# The SLURM launcher's code on submitit's local executor (conf/hydra/launcher/slurm_local.yaml names the
+# same class; Hydra's test apps do not see the project's configs). Each job is a process: slow, run by CI.
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "launcher_name, overrides",
+    [
+        (
+            "submitit_local",
+            [
+                "hydra.launcher._target_=hydra_plugins.logreg_lab.submitit_launcher.LocalLauncher",
+                "hydra.launcher.timeout_min=2",
+            ],
+        )
+    ],
+)
+class TestSlurmLauncherOnTheLocalExecutor(LauncherTestSuite):
     pass

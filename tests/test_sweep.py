@@ -291,7 +291,7 @@ def test_a_job_in_a_sweep_gives_the_numbers_of_the_same_run_alone(tmp_path):
         pytest.param("hydra/launcher=joblib", marks=pytest.mark.slow),  # workers start cold
         # Marked slow: submitit starts each job cold (~4 s each); `make test-cluster` (CI, as root) runs
         # the same launcher plugin through real SLURM jobs.
-        pytest.param("hydra/launcher=submitit_local", marks=pytest.mark.slow),
+        pytest.param("hydra/launcher=slurm_local", marks=pytest.mark.slow),
     ],
 )
 def test_parallel_launchers_run_each_job_in_its_own_process_directory_and_trial(tmp_path, launcher):
@@ -417,7 +417,7 @@ def test_the_slurm_launcher_where_no_cluster_answers_says_so_in_one_line(tmp_pat
     )
     assert process.returncode == 2
     (line,) = process.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "hydra/launcher=submitit_local" in line
+    assert line.startswith("error: ") and "hydra/launcher=slurm_local" in line
 
 
 def ends(sweep_dir, jobs):
@@ -440,7 +440,7 @@ def ends(sweep_dir, jobs):
         pytest.param(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow),
         ["hydra/launcher=vectorized"],
         pytest.param(
-            ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=1"], marks=pytest.mark.slow
+            ["hydra/launcher=slurm_local", "hydra.launcher.tasks_per_node=1"], marks=pytest.mark.slow
         ),
     ],
     ids=["joblib", "vectorized", "submitit"],

@@ -1,7 +1,10 @@
 """Hydra's submitit SLURM launcher, for clusters without job accounting and for jobs that SLURM ends.
 
 Two changes to `hydra_submitit_launcher`'s SlurmLauncher (selected by conf/hydra/launcher/slurm.yaml
-through `_target_`; Hydra only loads launchers from the `hydra_plugins` namespace package):
+through `_target_`; Hydra only loads launchers from the `hydra_plugins` namespace package). The second
+serves submitit's local executor too (LocalLauncher, conf/hydra/launcher/slurm_local.yaml), so a sweep
+tried on this machine ends its jobs as the cluster would, and Hydra's launcher conformance suite can run
+this launcher's code without a cluster (tests/test_launcher_conformance.py):
 
 - **Job states without `sacct`.** submitit follows its jobs with `sacct`. Where accounting is off (small
   clusters, a test cluster) every poll printed a warning, and a job that SLURM ended without a result
@@ -117,14 +120,14 @@ def explain(reason: str) -> NoReturn:
     """Why SLURM cannot run this sweep, and what runs it on this machine instead; one line, exit 2."""
     print(
         f"error: {reason}; run the sweep on a SLURM login node, or try it on this machine with "
-        "hydra/launcher=submitit_local",
+        "hydra/launcher=slurm_local",
         file=sys.stderr,
     )
     sys.exit(2)
 
 
-class SlurmLauncher(stock.SlurmLauncher):
-    """SlurmLauncher with the QueueWatcher, and failed jobs kept in the sweep (see the module doc).
+class KeepsEndedJobs(stock.BaseSubmititLauncher):
+    """A submitit launcher whose jobs that end without a result are failed rows (see the module doc).
 
     `launch` is the stock one (hydra-submitit-launcher 1.2) up to its last line, which waited with
     `job.results()` and let the first job without a result end the sweep.
@@ -170,22 +173,41 @@ class SlurmLauncher(stock.SlurmLauncher):
                 (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
             )
         jobs = submit_or_explain(lambda: executor.map_array(self, *zip(*job_params, strict=True)))
-
-        watcher = QueueWatcher()
-        for job in jobs:  # an instance attribute: submitit's own watcher stays as it is for other code
-            job.watcher = watcher
-            watcher.register_job(job.job_id)
+        self.follow(jobs)
         return [self._result(job, idx) for idx, job in enumerate(jobs, start=initial_job_idx)]
 
-    @staticmethod
-    def _result(job: Any, job_num: int) -> JobReturn:
+    def follow(self, jobs: list[Any]) -> None:
+        """Set up how the jobs' states are followed (submitit's own way, unless a cluster needs another)."""
+
+    def ended_state(self, job: Any) -> str:
+        return str(job.state)
+
+    def _result(self, job: Any, job_num: int) -> JobReturn:
         """The job's JobReturn; a FailedRun when it ended without one (cancelled, time limit, killed)."""
         try:
             return job.results()[0]
         except Exception as error:
             from src.sweep import FailedRun
 
-            state = job.watcher.get_state(job.job_id, mode="force")
-            reason = f"SLURM job {job.job_id} ended {state} without a result ({type(error).__name__})"
+            where = "SLURM job" if self._EXECUTOR == "slurm" else "job"
+            state = self.ended_state(job)
+            reason = f"{where} {job.job_id} ended {state} without a result ({type(error).__name__})"
             log.error(f"job #{job_num}: {reason}; its log: {job.paths.stderr}")
             return JobReturn(status=JobStatus.COMPLETED, _return_value=FailedRun(reason))
+
+
+class SlurmLauncher(KeepsEndedJobs, stock.SlurmLauncher):
+    """On a SLURM cluster: job states from the QueueWatcher where sacct is off."""
+
+    def follow(self, jobs: list[Any]) -> None:
+        watcher = QueueWatcher()
+        for job in jobs:  # an instance attribute: submitit's own watcher stays as it is for other code
+            job.watcher = watcher
+            watcher.register_job(job.job_id)
+
+    def ended_state(self, job: Any) -> str:
+        return str(job.watcher.get_state(job.job_id, mode="force"))
+
+
+class LocalLauncher(KeepsEndedJobs, stock.LocalLauncher):
+    """On this machine, through submitit's local executor: the same jobs, the same ends."""
