@@ -1,14 +1,17 @@
 """Build what a config describes: data on the device, the head, a freshly seeded model, its optimizer."""
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import hydra
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from src.config import major_minor
 from src.data import ClassificationData
 from src.device import resolve_device, thread_count
 from src.errors import ConfigError, find_user_error
@@ -34,18 +37,24 @@ def build_components(
         torch.set_num_threads(thread_count(cfg.trainer.threads, cores_share))
     if data is None:
         data = build_data(cfg, device)
-    head: Head = build(cfg.loss, num_classes=data.num_classes)
+    head: Head = build(cfg, "loss", num_classes=data.num_classes)
     sizes = {"in_features": data.num_features, "out_features": head.num_outputs}
     with torch.device("meta"):  # the model's shape, without allocating its weights
-        refuse_if_too_big(build(cfg.model, **sizes), device)
+        shape = build(cfg, "model", **sizes)
+        if not isinstance(shape, nn.Module):  # a user's own _target_
+            raise ConfigError(
+                f"model._target_={cfg.model.get('_target_')} made a {type(shape).__name__}, not a "
+                "torch.nn.Module: name a module class that takes in_features and out_features"
+            )
+        refuse_if_too_big(shape, device)
     torch.manual_seed(cfg.seed)  # just before the model, as the tutorial's seeded script does
-    model = build(cfg.model, **sizes)
+    model = build(cfg, "model", **sizes)
     return Components(device, data, head, model.to(device))
 
 
 def build_data(cfg: DictConfig, device: torch.device) -> ClassificationData:
     """The dataset `cfg` describes, split by `cfg.seed`, on `device`."""
-    data: ClassificationData = build(cfg.dataset, seed=cfg.seed, _convert_="all")
+    data: ClassificationData = build(cfg, "dataset", seed=cfg.seed, _convert_="all")
     return data.to(device)
 
 
@@ -86,7 +95,7 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> Any:
     optimizer is torch's (or the user's) class, built from the config."""
     kind = OWN_STEPS.get(cfg.optimizer._target_)
     if kind is None or cfg.scheduler is not None:
-        return build(cfg.optimizer, _convert_="all")(model.parameters())
+        return build(cfg, "optimizer", _convert_="all")(model.parameters())
     settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
     assert isinstance(settings, dict)
     hyperparameters = {str(key): value for key, value in settings.items() if not str(key).startswith("_")}
@@ -118,7 +127,7 @@ def build_scheduler(cfg: DictConfig, optimizer: Any) -> Scheduler | None:
                 "after training; use a val/ or train/ metric"
             )
         kwargs["mode"] = "max" if cfg.objective.direction == "maximize" else "min"
-    return build(cfg.scheduler, _convert_="all")(optimizer, **kwargs)
+    return build(cfg, "scheduler", _convert_="all")(optimizer, **kwargs)
 
 
 def step_scheduler(scheduler: Scheduler, objective: float) -> None:
@@ -130,14 +139,31 @@ def step_scheduler(scheduler: Scheduler, objective: float) -> None:
         scheduler.step()
 
 
-def build(node: DictConfig, **kwargs: Any) -> Any:
-    """`instantiate`, raising the user's mistake itself rather than hydra's wrapper around it."""
+def build(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    """`instantiate` the node `key` of `cfg`, raising the user's mistake itself rather than hydra's
+    wrapper around it. On Hydra 1.4, which instantiates only trusted targets (the project's, torch's,
+    optuna's: src/train.py), `trusted_targets` names the user's own."""
+    node = cfg[key]
+    trusted = list(cfg.get("trusted_targets") or [])
+    if trusted and major_minor(hydra.__version__) >= (1, 4):
+        from hydra.utils import execution_whitelist  # type: ignore[attr-defined,unused-ignore]  # 1.4 only
+
+        trusting: Any = execution_whitelist(trusted)
+    else:
+        trusting = nullcontext()
     try:
-        return instantiate(node, **kwargs)
+        with trusting:
+            return instantiate(node, **kwargs)
     except InstantiationException as error:
         user_error = find_user_error(error)
         if user_error is not None:
             raise user_error from None
+        if "execution whitelist" in str(error):
+            target = OmegaConf.select(node, "_target_", default="?")
+            raise ConfigError(
+                f"{key}._target_={target} is not a target this app trusts (Hydra 1.4 instantiates only "
+                f"trusted code): add trusted_targets=[{target}] (a trailing .* trusts a whole package)"
+            ) from None
         raise
 
 

@@ -298,6 +298,7 @@ class Config:
     seed: int = MISSING
     resume: bool = MISSING  # continue from this run directory's checkpoints/last.pt
     ckpt_path: str | None = MISSING  # continue from this checkpoint instead
+    trusted_targets: list[str] = field(default_factory=list)  # the user's own _target_s (Hydra 1.4)
 
     def check(self) -> None:
         require(0 <= self.seed < 2**64, f"seed must be between 0 and 2**64 - 1, got {self.seed}")

@@ -84,3 +84,44 @@ def test_a_plain_run_never_imports_torchs_compiler(tmp_path, optimizer):
     assert "torch" in imported and "src.stack" in imported  # the listing is the run's
     assert not {name for name in imported if name.startswith(("torch._dynamo", "torch._inductor"))}
     assert read_metrics(tmp_path / "run")["status"] == "completed"
+
+
+USERS_MODEL = '''
+from torch import nn
+
+
+class Tiny(nn.Module):
+    """A user's own model: logistic regression with its bias fixed at zero."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=False)
+
+    def forward(self, inputs):
+        return self.linear(inputs)
+'''
+
+
+def test_a_users_own_model_trains_once_its_package_is_trusted(tmp_path):
+    import hydra
+    import torch
+
+    from src.config import major_minor
+
+    (tmp_path / "mylab").mkdir()
+    (tmp_path / "mylab" / "__init__.py").write_text("")
+    (tmp_path / "mylab" / "models.py").write_text(USERS_MODEL)
+    own = ["model._target_=mylab.models.Tiny", "trainer.epochs=3"]
+    env = {"PYTHONPATH": str(tmp_path)}
+    untrusted = command(*own, f"hydra.run.dir={tmp_path / 'untrusted'}", env=env)
+    if major_minor(hydra.__version__) >= (1, 4):  # instantiates only trusted code
+        assert untrusted.returncode == 2
+        (line,) = untrusted.stderr.strip().splitlines()
+        assert line.startswith("error: model._target_=mylab.models.Tiny") and "trusted_targets=" in line
+    else:  # Hydra 1.3 trusts every target
+        assert untrusted.returncode == 0, untrusted.stderr
+    trusted = command(*own, "trusted_targets=[mylab.*]", f"hydra.run.dir={tmp_path / 'trusted'}", env=env)
+    assert trusted.returncode == 0, trusted.stderr
+    assert read_metrics(tmp_path / "trusted")["status"] == "completed"
+    state = torch.load(tmp_path / "trusted" / "checkpoints" / "last.pt", weights_only=True)
+    assert [key for key in state["model"]] == ["linear.weight"]  # the user's model, without a bias
