@@ -9,6 +9,7 @@ testing, drawing and reporting.
 import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import time
@@ -79,8 +80,30 @@ def hydra_settings() -> dict[str, Any]:
 def main() -> None:
     """`python -m src.train` and `logreg-lab`: this project's Hydra app. Hydra's settings (its
     version_base) are global, so they are applied when the app starts, not when this module is
-    imported: a launcher or a test may import it beside another Hydra app."""
-    hydra.main(config_path=str(config_dir()), config_name="config", **hydra_settings())(task)()
+    imported: a launcher or a test may import it beside another Hydra app.
+
+    Hydra's own errors about the command line (an unknown key or option, a value of the wrong type,
+    an override it cannot read) are the project's one line too (src/hydra_errors.py): Hydra raises
+    them when HYDRA_FULL_ERROR=1, its documented switch, which a user who sets it gets as Hydra's."""
+    from src.hydra_errors import is_command_line_error, one_line
+
+    users_choice = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra.main(config_path=str(config_dir()), config_name="config", **hydra_settings())(task)()
+    except Exception as error:
+        if users_choice == "1" or not is_command_line_error(error):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        exit_with(2)
+    except KeyboardInterrupt:  # before the run's own handler is in place, or a second Ctrl-C
+        print("error: stopped by Ctrl-C", file=sys.stderr)
+        exit_with(130)
+    finally:
+        if users_choice is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = users_choice
 
 
 def task(cfg: DictConfig) -> float | FailedRun | PrunedRun:
