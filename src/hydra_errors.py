@@ -101,9 +101,11 @@ def bad_value(override: str, cause: ValidationError) -> str:
 
 def unreadable_override(message: str) -> str:
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    text = re.match(r"Error parsing override '(.*)'", lines[0]) if lines else None
+    # Hydra 1.4 puts a line of its own before the one that names the override
+    at = next((i for i, line in enumerate(lines) if line.startswith("Error parsing override '")), 0)
+    text = re.match(r"Error parsing override '(.*)'", lines[at]) if lines else None
     override = text.group(1) if text else "?"
-    why = lines[1] if len(lines) > 1 else ""
+    why = lines[at + 1] if len(lines) > at + 1 else ""
     if "=" not in override:  # a word of its own: what was meant to be one value was split by the shell
         return (
             f"'{override}' is not an override (key=value): a value with spaces must be quoted, e.g. "
