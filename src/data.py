@@ -85,6 +85,7 @@ TORCHVISION_FOLDERS = {ImageFamily.mnist: "MNIST", ImageFamily.fashion_mnist: "F
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+NUM_CLASSES = 10  # of every MNIST-family dataset: labels are 0-9
 FASHION_NAMES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                  "ankle boot")  # fmt: skip
 
@@ -155,6 +156,14 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
             "the files come from different sets"
         )
+    if 0 in images.shape[1:]:
+        raise DataError(f"{images_path} holds images of size {images.shape[1]}x{images.shape[2]}; replace it")
+    outside = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
+    if len(outside):  # never dropped in silence: a run would learn from fewer images than the file has
+        raise DataError(
+            f"{labels_path} holds label {int(labels[outside[0]])} at position {int(outside[0])} "
+            f"({len(outside)} labels outside 0-{NUM_CLASSES - 1}); replace the file"
+        )
     return images, labels
 
 
@@ -187,9 +196,16 @@ def load_images(
     classes = [int(c) for c in classes]
     root_path = Path(root) if root is not None else default_root(family)
     files = _locate_files(root_path, family, download)
-    splits = {}
+    splits, shapes = {}, {}
     for split, (images_name, labels_name) in IDX_FILES.items():
         images, labels = _read_pair(files[images_name], files[labels_name])
+        shapes[files[images_name]] = images.shape[1:]
+        if len(set(shapes.values())) > 1:
+            (train_file, train_shape), (test_file, test_shape) = shapes.items()
+            raise DataError(
+                f"{train_file} holds {train_shape[0]}x{train_shape[1]} images but {test_file} "
+                f"{test_shape[0]}x{test_shape[1]}; the files come from different sets"
+            )
         missing = [c for c in classes if c not in set(np.unique(labels).tolist())]
         if missing:  # a class no split can learn or measure
             raise DataError(f"{files[labels_name]} has no examples of class {', '.join(map(str, missing))}")

@@ -1,11 +1,13 @@
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from src import data
 from src.data import ImageFamily, load_images, load_toy
 from src.errors import DataError
+from src.idx import read_idx, write_idx
 from tests.helpers import write_fake_dataset
 
 PAIR = dict(family="mnist", classes=[3, 8], val_fraction=0.2, download=False, mean=0.5, std=0.25)
@@ -119,3 +121,25 @@ def test_a_class_missing_from_the_files_is_named(tmp_path):
     root = write_fake_dataset(tmp_path, test_count=7)  # the test labels stop at 6
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz has no examples of class 7, 9"):
         load_images(root=str(root), seed=0, **{**PAIR, "classes": [7, 1, 9]})
+
+
+@pytest.mark.parametrize("bad_label,dtype", [(200, np.uint8), (-1, np.int8)])
+def test_labels_outside_the_ten_classes_are_refused_naming_the_file(tmp_path, bad_label, dtype):
+    root = write_fake_dataset(tmp_path, gz=False)
+    labels = read_idx(root / "train-labels-idx1-ubyte").astype(dtype)
+    labels[::7] = bad_label  # every 7th, as a damaged file might hold
+    write_idx(root / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(DataError, match=f"train-labels-idx1-ubyte holds label {bad_label} at position 0 "
+                                        r"\(43 labels outside 0-9\); replace the file"):  # fmt: skip
+        load_images(root=str(root), seed=0, **PAIR)
+
+
+def test_empty_images_and_train_and_test_of_different_sizes_are_the_users_data(tmp_path):
+    root = write_fake_dataset(tmp_path, gz=False)
+    write_idx(root / "t10k-images-idx3-ubyte", np.zeros((100, 14, 14), dtype=np.uint8))
+    with pytest.raises(DataError, match="train-images-idx3-ubyte holds 28x28 images but .*t10k-images-idx3-"
+                                        "ubyte 14x14; the files come from different sets"):  # fmt: skip
+        load_images(root=str(root), seed=0, **PAIR)
+    write_idx(root / "t10k-images-idx3-ubyte", np.zeros((100, 0, 28), dtype=np.uint8))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte holds images of size 0x28; replace it"):
+        load_images(root=str(root), seed=0, **PAIR)
