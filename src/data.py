@@ -131,17 +131,31 @@ def _download(root: Path, family: ImageFamily) -> None:
     from torchvision import datasets  # only needed here; keeps start-up fast
 
     dataset_class = {ImageFamily.mnist: datasets.MNIST, ImageFamily.fashion_mnist: datasets.FashionMNIST}
+    folder = (root / TORCHVISION_FOLDERS[family] / "raw").resolve()
+    existed = [path for path in (root, folder.parent, folder) if path.exists()]
     try:
         for train in (True, False):
             dataset_class[family](str(root), train=train, download=True)
     except Exception as error:  # torchvision raises many kinds (URLError, RuntimeError, ...)
-        folder = (root / TORCHVISION_FOLDERS[family] / "raw").resolve()
-        # torchvision's message spans lines and ends with the cause ("...got: <urlopen error ...>").
-        reason = " ".join(str(error).split())[-200:] or type(error).__name__
+        for made in (folder, folder.parent, root):  # the empty folders it made, innermost first
+            if made not in existed and made.is_dir() and not any(made.iterdir()):
+                made.rmdir()
         raise DataError(
-            f"could not download {family.value} into {folder} ({reason}); copy the four idx files "
-            "there by hand, or set dataset.root=DIR to a folder that has them"
+            f"could not download {family.value} into {folder} ({download_failure(error)}); copy the four "
+            "idx files there by hand, or set dataset.root=DIR to a folder that has them"
         ) from None
+
+
+def download_failure(error: Exception) -> str:
+    """Why a download failed, whole: torchvision's message names each mirror it tried, then its error
+    ("Tried https://..., got:" / "<urlopen error [Errno -2] Name or service not known>")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith("Tried ")]
+    said = causes[-1] if causes else type(error).__name__
+    first = lines[0].rstrip(":") if lines else ""
+    if "urlopen error" in said or "Name or service" in said:
+        said += ": no connection to the download servers"
+    return f"{first}: {said}" if first and first != said else said
 
 
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,25 @@ def test_empty_images_and_train_and_test_of_different_sizes_are_the_users_data(t
     write_idx(root / "t10k-images-idx3-ubyte", np.zeros((100, 0, 28), dtype=np.uint8))
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte holds images of size 0x28; replace it"):
         load_images(root=str(root), seed=0, **PAIR)
+
+
+def test_a_download_without_internet_says_why_whole_and_leaves_no_empty_folders(tmp_path, monkeypatch):
+    def offline(root, train, download):  # what torchvision does without a connection
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com/"
+            "mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\nTried http://yann.lecun."
+            "com/exdb/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n"
+        )
+
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    root = tmp_path / "data"
+    with pytest.raises(DataError) as refused:
+        load_images(root=str(root), seed=0, **{**PAIR, "download": True})
+    assert str(refused.value).startswith(
+        f"could not download mnist into {root / 'MNIST' / 'raw'} (Error downloading train-images-idx3-ubyte"
+        ".gz: <urlopen error [Errno -2] Name or service not known>: no connection to the download servers)"
+    )
+    assert not root.exists()  # nothing left behind that looks like data
