@@ -126,3 +126,23 @@ def test_a_users_own_model_trains_once_its_package_is_trusted(tmp_path):
     assert read_metrics(tmp_path / "trusted")["status"] == "completed"
     state = torch.load(tmp_path / "trusted" / "checkpoints" / "last.pt", weights_only=True)
     assert [key for key in state["model"]] == ["linear.weight"]  # the user's model, without a bias
+
+
+def test_help_names_every_group_and_every_option_that_conf_holds():
+    from tests.helpers import CONF
+
+    process = command("--help")
+    assert process.returncode == 0, process.stderr
+    groups = [
+        path for path in sorted(CONF.iterdir()) if path.is_dir() and path.name not in ("hydra", "recipe")
+    ]
+    listed = process.stdout.split("Groups (group=option):", 1)[1].split("\n\n", 1)[0]
+    rows = {}  # group: its options, over the row's continuation lines too
+    for line in listed.splitlines()[1:]:
+        name = line[2:18].strip()
+        group = name or group
+        rows[group] = rows.get(group, "") + line[18:]
+    assert sorted(rows) == sorted(group.name for group in groups)
+    for group in groups:
+        for option in sorted(group.glob("*.yaml")):
+            assert option.stem in rows[group.name].replace(",", " ").split(), (group.name, option.stem)
