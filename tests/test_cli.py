@@ -145,3 +145,18 @@ def test_help_names_every_group_and_every_option_that_conf_holds():
     for group in groups:
         for option in sorted(group.glob("*.yaml")):
             assert option.stem in rows[group.name].replace(",", " ").split(), (group.name, option.stem)
+
+
+def test_the_mnist_cut_script_has_a_help_and_names_a_missing_source(tmp_path):
+    from tests.helpers import REPO
+
+    # from another folder, as a clone elsewhere runs it (the checkout on the path, as `-m` in it has)
+    helped = command("--help", module="benchmarks.mnist_cut", cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
+    assert helped.returncode == 0 and "--source" in helped.stdout
+    assert list(tmp_path.iterdir()) == []  # no folder named --help
+    missing = command(
+        str(tmp_path / "cut"), "--source", str(tmp_path / "nowhere"), module="benchmarks.mnist_cut"
+    )
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    (line,) = missing.stderr.strip().splitlines()
+    assert line.startswith("error: t10k-images-idx3-ubyte.gz") and "--source" in line
