@@ -113,18 +113,58 @@ def job_line(
     return f"#{number} {shown_overrides(overrides, varying)}: {shown} ({outcome.get('status', 'failed')})"
 
 
+def job_folders(sweep_dir: Path) -> list[tuple[int, Path]]:
+    """The sweep's job folders with their job numbers, in order: the folders named by a number
+    (Hydra's default hydra.sweep.subdir) that hold anything, and any other folder below the sweep that
+    holds a job's .hydra/ (a custom subdir, `lr_${optimizer.lr}`), numbered by its hydra.yaml."""
+    found: dict[Path, int] = {}
+    for child in sweep_dir.iterdir():
+        if child.is_dir() and child.name.isdigit() and any(child.iterdir()):
+            found[child] = int(child.name)
+    for hydra_dir in sweep_dir.glob("*/**/.hydra"):
+        job_dir = hydra_dir.parent
+        if job_dir not in found and (number := job_number(hydra_dir / "hydra.yaml")) is not None:
+            found[job_dir] = number
+    return sorted(((number, folder) for folder, number in found.items()), key=lambda pair: pair[0])
+
+
+def job_number(hydra_yaml: Path) -> int | None:
+    try:
+        number = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num")
+    except Exception:  # absent or damaged: not a job folder this summary can place
+        return None
+    return number if isinstance(number, int) else None
+
+
+def read_job(job_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    """A job's overrides and metrics.json; a damaged file makes a failed row saying which, not a lost
+    summary."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        held = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+        overrides = [str(line) for line in held] if isinstance(held, list) else []
+    except Exception:
+        overrides = []
+    metrics_file = job_dir / "metrics.json"
+    if not metrics_file.is_file():  # killed before it could write anything (out of memory, time limit, ...)
+        return overrides, {"status": "failed", "reason": "no metrics.json: the job was killed"}
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (OSError, ValueError) as error:
+        return overrides, {"status": "failed", "reason": f"metrics.json unreadable ({type(error).__name__})"}
+    if not isinstance(metrics, dict):
+        return overrides, {"status": "failed", "reason": "metrics.json holds no metrics"}
+    if not isinstance(metrics.get("epochs", 0), int):
+        metrics = {**metrics, "status": "failed", "reason": "metrics.json damaged (epochs is not a number)"}
+    return overrides, metrics
+
+
 def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job directory (named by its job number): overrides, status and final metrics."""
+    """One row per job folder: its number, overrides, status and final metrics."""
     rows = []
-    for job_dir in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides: list[str] = list(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
-        metrics_file = job_dir / "metrics.json"
-        if metrics_file.is_file():
-            metrics = json.loads(metrics_file.read_text())
-        else:  # killed before it could write anything (out of memory, cluster time limit, ...)
-            metrics = {"status": "failed", "reason": "no metrics.json: the job was killed"}
-        rows.append({"job": int(job_dir.name), "overrides": " ".join(overrides), **metrics})
+    for number, job_dir in job_folders(sweep_dir):
+        overrides, metrics = read_job(job_dir)
+        rows.append({**metrics, "job": number, "overrides": " ".join(overrides), "folder": job_dir})
     return rows
 
 
@@ -185,9 +225,15 @@ def write_summary(
     return rows, table
 
 
+NOT_CONFIGURATION = ("seed", "resume")  # how a job is sampled or continued, not what it trains
+
+
 def without_seed(overrides: str) -> str:
-    """A job's overrides but `seed`: the configuration its seed is one sample of."""
-    return " ".join(o for o in overrides.split() if o.split("=", 1)[0].lstrip("+~") != "seed")
+    """A job's overrides but `seed` (and `resume`, in any spelling): the configuration its seed is one
+    sample of."""
+    return " ".join(
+        o for o in overrides.split() if o.split("=", 1)[0].lstrip("+~") not in NOT_CONFIGURATION
+    )
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -306,7 +352,7 @@ def write_sweep_figure(
     def label(row: dict[str, Any]) -> str:  # only what tells the jobs apart
         return " ".join([f"#{row['job']}"] + [o for o in row["overrides"].split() if o not in shared])
 
-    by_job = {row["job"]: read_curve(sweep_dir / str(row["job"]), tag) for row in rows}  # read once
+    by_job = {row["job"]: read_curve(row["folder"], tag) for row in rows}  # read once
     curves = {label(row): by_job[row["job"]] for row in rows}
     path = sweep_dir / "sweep_curves.png"
     if not groups:

@@ -541,3 +541,45 @@ def test_a_sweep_on_its_way_out_keeps_its_own_exit_status(tmp_path):
             SweepSummary().on_multirun_end(config)
     assert exit_.value.code == 130
     assert (tmp_path / "summary.csv").is_file()  # summarized all the same
+
+
+def test_damaged_or_stray_job_folders_are_rows_saying_so_and_never_lose_the_summary(tmp_path):
+    make_job(tmp_path, 0, ["optimizer.lr=0.1"], {"status": "completed", "epochs": 5, "train/loss": 0.2})
+    make_job(tmp_path, 1, ["optimizer.lr=0.2"], {"status": "completed", "epochs": "12", "train/loss": 0.1})
+    make_job(tmp_path, 2, ["optimizer.lr=0.3"], None)
+    (tmp_path / "2" / "metrics.json").write_text('{"status": "compl')  # cut short by a full disk
+    make_job(tmp_path, 3, ["optimizer.lr=0.4"], {"status": "completed", "epochs": 5, "train/loss": 0.3})
+    (tmp_path / "3" / ".hydra" / "overrides.yaml").write_bytes(b"\x00\xff[: garbage")
+    (tmp_path / "7").mkdir()  # an empty stray folder is no job
+    rows, table = write_summary(tmp_path, "train/loss", "minimize")
+    assert {row["job"]: row["status"] for row in rows} == {
+        0: "completed",
+        1: "failed",
+        2: "failed",
+        3: "completed",
+    }
+    reasons = {row["job"]: row.get("reason") for row in rows}
+    assert "epochs is not a number" in reasons[1] and "metrics.json unreadable" in reasons[2]
+    assert (tmp_path / "summary.csv").is_file() and "| 3 |" in table
+
+
+def test_jobs_in_a_custom_subdir_are_found_and_numbered_by_hydra(tmp_path):
+    for number, lr in enumerate(["0.1", "0.2"]):
+        job = tmp_path / f"lr_{lr}" / "run"  # hydra.sweep.subdir=lr_${optimizer.lr}/run
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optimizer.lr={lr}"]))
+        (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": number}}}))
+        (job / "metrics.json").write_text(
+            json.dumps({"status": "completed", "epochs": 3, "train/loss": 1 - number})
+        )
+    rows, _ = write_summary(tmp_path, "train/loss", "minimize")
+    assert [(row["job"], row["overrides"]) for row in rows] == [
+        (1, "optimizer.lr=0.2"),
+        (0, "optimizer.lr=0.1"),
+    ]
+
+
+def test_resume_in_any_spelling_is_not_part_of_a_configuration():
+    rows = [{"job": 0, "overrides": "loss=bce seed=0"}, {"job": 1, "overrides": "loss=bce seed=1 resume=True"},
+            {"job": 2, "overrides": "loss=ce seed=0 +resume=true"}, {"job": 3, "overrides": "loss=ce seed=1"}]  # fmt: skip
+    assert list(seed_groups(rows)) == ["loss=bce", "loss=ce"]
