@@ -231,9 +231,7 @@ NOT_CONFIGURATION = ("seed", "resume")  # how a job is sampled or continued, not
 def without_seed(overrides: str) -> str:
     """A job's overrides but `seed` (and `resume`, in any spelling): the configuration its seed is one
     sample of."""
-    return " ".join(
-        o for o in overrides.split() if o.split("=", 1)[0].lstrip("+~") not in NOT_CONFIGURATION
-    )
+    return " ".join(o for o in overrides.split() if o.split("=", 1)[0].lstrip("+~") not in NOT_CONFIGURATION)
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -580,6 +580,7 @@ def test_jobs_in_a_custom_subdir_are_found_and_numbered_by_hydra(tmp_path):
 
 
 def test_resume_in_any_spelling_is_not_part_of_a_configuration():
-    rows = [{"job": 0, "overrides": "loss=bce seed=0"}, {"job": 1, "overrides": "loss=bce seed=1 resume=True"},
-            {"job": 2, "overrides": "loss=ce seed=0 +resume=true"}, {"job": 3, "overrides": "loss=ce seed=1"}]  # fmt: skip
+    spelled = ["loss=bce seed=0", "loss=bce seed=1 resume=True", "loss=ce seed=0 +resume=true"]
+    spelled.append("loss=ce seed=1")
+    rows = [{"job": number, "overrides": overrides} for number, overrides in enumerate(spelled)]
     assert list(seed_groups(rows)) == ["loss=bce", "loss=ce"]
