@@ -23,9 +23,10 @@ def run_guarded(
     task: Callable[[], Result],
     in_sweep: bool = False,
     log_file: Path | None = None,
-    record_failure: Callable[[str], None] | None = None,
+    record_failure: Callable[[str, bool], None] | None = None,
 ) -> Result | FailedRun:
-    """`task()`, or for an error: one line, the failure recorded, and a FailedRun (in a sweep) or exit."""
+    """`task()`, or for an error: one line, the failure recorded, and a FailedRun (in a sweep) or exit.
+    `record_failure(reason, refused)`: refused, when the error is the user's to fix (a UserError)."""
     try:
         return task()
     except Exception as error:
@@ -42,7 +43,7 @@ def run_guarded(
         else:
             reason, where = str(user_error), ""
         if record_failure is not None:
-            record_failure(reason)
+            record_failure(reason, user_error is not None)
         stops_sweep = getattr(user_error, "stops_sweep", False)
         # In a sweep the job's own line says it failed and why; this one goes to its log only.
         log.log(logging.DEBUG if in_sweep and not stops_sweep else logging.ERROR, f"error: {reason}{where}")

@@ -8,6 +8,7 @@ are built.
 """
 
 import difflib
+import math
 import re
 import secrets
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -352,10 +353,23 @@ def register_configs() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
+def refuse_non_finite(node: Any, path: str = "") -> None:
+    """No setting may be NaN or infinite: a run would only diverge, and say "lower optimizer.lr"."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        where = f"{path}.{key}" if path and isinstance(key, str) else f"{path}[{key}]" if path else str(key)
+        if key == "hydra":
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}={value} is not a finite number; give it a finite value")
+        refuse_non_finite(value, where)
+
+
 def validate(cfg: DictConfig) -> None:
     """Refuse keys no schema has (Hydra lets `+trainer.epoch=5` add one), then run every schema's own
     checks on the composed config; ConfigError names the key at fault."""
     refuse_unknown_keys(cfg)
+    refuse_non_finite(OmegaConf.to_container(cfg, resolve=True))
     pending: list[Any] = [OmegaConf.to_object(cfg)]
     while pending:
         node = pending.pop(0)

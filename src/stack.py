@@ -119,7 +119,9 @@ def train_stack(jobs: list[tuple[DictConfig, RunContext]]) -> list[Outcome | Fai
                 write_run_files(cfg, context)
                 return run
 
-            def failed(reason: str, cfg: DictConfig = cfg, context: RunContext = context) -> None:
+            def failed(
+                reason: str, refused: bool, cfg: DictConfig = cfg, context: RunContext = context
+            ) -> None:  # a job's row in the summary, refused or not
                 record_failure(cfg, context, reason)
 
             prepared = run_guarded(prepare, in_sweep=True, record_failure=failed)

@@ -129,9 +129,23 @@ def is_sweep_preset(sweeper: DictConfig) -> bool:
     return sweeper.get("_target_") == SEARCH_SWEEPER or bool(sweeper.get("params"))
 
 
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run directory made for a refused command: only if it holds at most an empty log."""
+    try:
+        entries = list(run_dir.iterdir())
+        if all(entry.name == "train.log" and entry.stat().st_size == 0 for entry in entries):
+            for entry in entries:
+                entry.unlink()
+            run_dir.rmdir()
+    except OSError:
+        pass  # not ours to clean after all: it stays
+
+
 def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | FailedRun:
-    """`train` under the entry point's policy (src/cli.py): a refusal writes nothing into a directory
-    that holds an earlier run; a failure in a new one is recorded there, with its log."""
+    """`train` under the entry point's policy (src/cli.py): a refusal before the run starts writes
+    nothing (a run directory made for it goes again), nor does any failure in a directory that holds an
+    earlier run; a failure in a new one is recorded there, with its log (a bug's traceback). A sweep's
+    job records every failure: it is the job's row in the summary."""
     fresh = previous_run(context.run_dir) is None
     run_log = HeldRunLog()  # nothing reaches a run directory before the command is accepted
     accepted = False
@@ -141,8 +155,12 @@ def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | Failed
         accepted = True
         run_log.release()
 
-    def fail(reason: str) -> None:
-        if accepted or fresh:  # an earlier run's files stay as they were
+    def fail(reason: str, refused: bool) -> None:
+        if refused and not accepted and not context.in_sweep:  # nothing ran: leave no trace
+            run_log.release(keep=False)
+            if fresh:
+                remove_if_unused(context.run_dir)
+        elif accepted or fresh:  # an earlier run's files stay as they were
             run_log.release()
             record_failure(cfg, context, reason)
         else:

@@ -122,6 +122,12 @@ def test_wrong_types_and_unknown_names_fail_while_composing(override, error):
         (["dataset.labels=[0,2,1]"], "dataset.labels must be 0 or 1"),
         (["objective.metric=val/f1"], "objective.metric must be one of"),
         (["seed=99999999999999999999"], "seed must be between"),
+        # values a run could only diverge with, refused before it trains
+        (["optimizer.weight_decay=inf"], r"optimizer.weight_decay=inf is not a finite number"),
+        (["dataset=mnist_binary", "dataset.mean=nan"], r"dataset.mean=nan is not a finite number"),
+        (["scheduler=cosine", "scheduler.eta_min=inf"], r"scheduler.eta_min=inf is not a finite number"),
+        (["optimizer.lr=-inf"], r"optimizer.lr=-inf is not a finite number"),
+        (["dataset.inputs=[1.0,nan,3.0]"], r"dataset.inputs\[1\]=nan is not a finite number"),
     ],
 )
 def test_out_of_range_values_are_refused(overrides, message):
