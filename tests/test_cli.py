@@ -130,13 +130,15 @@ def test_a_users_own_model_trains_once_its_package_is_trusted(tmp_path):
 
 
 def test_help_names_every_group_and_every_option_that_conf_holds():
+    # The template Hydra prints for `--help` (read here: a process would only add its start-up time)
+    import yaml
+
     from tests.helpers import CONF
 
-    process = command("--help")
-    assert process.returncode == 0, process.stderr
+    template = yaml.safe_load((CONF / "hydra" / "help" / "logreg_lab.yaml").read_text())["template"]
     skipped = ("hydra", "recipe")  # Hydra's own settings; a recipe comes with its dataset
     groups = [path for path in sorted(CONF.iterdir()) if path.is_dir() and path.name not in skipped]
-    listed = process.stdout.split("Groups (group=option):", 1)[1].split("\n\n", 1)[0]
+    listed = template.split("Groups (group=option):", 1)[1].split("\n\n", 1)[0]
     rows: dict[str, str] = {}  # group: its options, over the row's continuation lines too
     current = ""
     for line in listed.splitlines()[1:]:
