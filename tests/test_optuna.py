@@ -370,3 +370,25 @@ def test_search_space_syntax_gives_hydra_optuna_plugins_distributions(line, expe
 def test_range_keeps_hydras_end_exclusive_meaning_unlike_the_optuna_plugin():
     (distribution,) = parse_search_space(["key=range(1,3)"]).distributions.values()
     assert distribution == IntDistribution(1, 2)  # hydra-optuna-sweeper: IntDistribution(1, 3)
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("optimizer.lr=interval(0.1, 0.1)", r"interval\(0.1, 0.1\) is empty"),
+        ("optimizer.lr=interval(1, 0.1)", r"interval\(1.0, 0.1\) is empty"),
+        ("optimizer.lr=tag(log, interval(0, 1))", r"cannot be sampled \(low > 0 must hold for log=True"),
+        ("trainer.batch_size=range(5, 5)", "has no value"),
+    ],
+)
+def test_a_search_space_that_cannot_be_sampled_is_one_line_before_any_trial(line, message):
+    with pytest.raises(SearchError, match=message):
+        parse_search_space([line])
+
+
+@pytest.mark.parametrize("setting", ["n_trials", "n_jobs"])
+def test_a_search_of_no_trials_is_refused(setting):
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": "unused"}}})
+    settings = {"n_trials": 4, "n_jobs": 1, setting: 0}
+    with pytest.raises(SearchError, match=f"hydra.sweeper.{setting}=0: give at least 1"):
+        OptunaSearch(config, launcher=None, **settings)

@@ -96,7 +96,13 @@ def parse_search_space(lines: list[str]) -> SearchSpace:
         if not override.is_sweep_override():
             fixed.append(override.input_line or f"{override.get_key_element()}={override.value()}")
             continue
-        distribution, texts = to_distribution(override)
+        try:
+            distribution, texts = to_distribution(override)
+        except ValueError as error:  # Optuna's own check of a distribution (a log scale from 0, ...)
+            if isinstance(error, SearchError):
+                raise
+            reason = str(error).replace("`", "")
+            raise SearchError(f"{key}: {override.input_line} cannot be sampled ({reason})") from None
         distributions[key] = distribution
         if texts:
             choice_text[key] = texts
@@ -233,7 +239,10 @@ class OptunaSearch:
         self.settings: dict[str, Any] = {k: OmegaConf.to_container(v) if isinstance(v, DictConfig) else v
                          for k, v in settings.items()}  # fmt: skip
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        self.n_trials, self.n_jobs = int(self.settings["n_trials"]), max(1, int(self.settings["n_jobs"]))
+        self.n_trials, self.n_jobs = int(self.settings["n_trials"]), int(self.settings["n_jobs"])
+        for name, value in (("n_trials", self.n_trials), ("n_jobs", self.n_jobs)):
+            if value < 1:
+                raise SearchError(f"hydra.sweeper.{name}={value}: give at least 1")
         self.resume = bool(config.get("resume", False))
 
     def run(self, arguments: list[str]) -> optuna.Study:
