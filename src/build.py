@@ -167,10 +167,11 @@ def build(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
         raise
 
 
-def identity(cfg: DictConfig) -> dict[str, str]:
+def identity(cfg: DictConfig, data: ClassificationData | None = None) -> dict[str, str]:
     """What a checkpoint must match to be resumed: the model's shape, the data it was trained on, and
     the optimizer's and scheduler's classes (their hyperparameters may change on resume; their kind of
-    state may not)."""
+    state may not). With `data`, the data's own fingerprint too: a dataset.root that moved must hold
+    the same files."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     assert isinstance(dataset, dict)
     for where_it_lives in ("root", "download"):  # the same data may move
@@ -181,4 +182,15 @@ def identity(cfg: DictConfig) -> dict[str, str]:
         "dataset": OmegaConf.to_yaml(OmegaConf.create({**dataset, "seed": cfg.seed})),
         "optimizer": str(cfg.optimizer._target_),
         "scheduler": "none" if cfg.scheduler is None else str(cfg.scheduler._target_),
-    }
+    } | ({"training data": fingerprint(data)} if data is not None else {})
+
+
+def fingerprint(data: ClassificationData) -> str:
+    """The splits' sizes and a checksum of their examples (cheap: one sum per split)."""
+    parts = []
+    for name, split in (("train", data.train), ("val", data.val), ("test", data.test)):
+        if split is None:
+            continue
+        labels = "" if split.labels is None else f", labels {int(split.labels.sum())}"
+        parts.append(f"{name}: {len(split)} examples, sum {float(split.inputs.double().sum()):.9g}{labels}")
+    return "; ".join(parts)

@@ -31,7 +31,7 @@ from src.build import (
     identity,
     step_scheduler,
 )
-from src.checkpoint import RunState
+from src.checkpoint import CheckpointError, RunState
 from src.config import validate
 from src.console import config_tree, summary
 from src.data import ClassificationData
@@ -149,7 +149,7 @@ class RunPolicy:
 
     def __post_init__(self) -> None:
         # Read once: what every epoch consults, as plain values (a config's attribute costs ~10 µs).
-        self.identity = identity(self.cfg)
+        self.identity = identity(self.cfg, self.parts.data)
         self.objective_metric: str = self.cfg.objective.metric
         self.epochs: int = self.cfg.trainer.epochs
         self.checkpoint_every: int = self.cfg.trainer.checkpoint_every
@@ -316,14 +316,39 @@ def resume_or_refuse(
             refuse_to_replace(context.run_dir)
         return Start(run_name(context.overrides, context.swept))
     state = RunState.load(resume_from)
-    state.check_identity(identity(cfg), resume_from)
-    for change in state.restore(parts.model, optimizer, shuffle, scheduler, stopping):
+    state.check_identity(identity(cfg, parts.data), resume_from)
+    if state.epoch > cfg.trainer.epochs:
+        raise CheckpointError(
+            f"{resume_from} is at epoch {state.epoch}, past trainer.epochs={cfg.trainer.epochs}; resume with "
+            f"trainer.epochs above {state.epoch} to train on, or evaluate it with python -m src.evaluate "
+            f"ckpt_path={resume_from}"
+        )
+    changes = state.restore(parts.model, optimizer, shuffle, scheduler, stopping)
+    for change in changes + trainer_changes(resume_from, cfg):
         log.info(f"{change} (the command line wins)")
     log.info(f"resuming from {resume_from} after epoch {state.epoch}")
     # Its own checkpoint continues the same TensorBoard run; another's starts a run of this name.
     own = resume_from == context.checkpoint_path
     name = state.run_name if own else run_name(context.overrides, context.swept)
     return Start(name, state.epoch, state.metrics, state.history, state.best)
+
+
+def trainer_changes(checkpoint: Path, cfg: DictConfig) -> list[str]:
+    """`trainer.<key>: old -> new` for each training setting that differs from the run's own config
+    (`.hydra/config.yaml` beside its checkpoints), said like the optimizer's changes."""
+    saved_file = checkpoint.parent.parent / ".hydra" / "config.yaml"
+    try:
+        saved = OmegaConf.select(OmegaConf.load(saved_file), "trainer")
+    except Exception:  # no record, or one that cannot be read: nothing to compare with
+        return []
+    if not isinstance(saved, DictConfig):
+        return []
+    changes = []
+    for key, value in cfg.trainer.items():
+        before = saved.get(key, value)
+        if before != value:
+            changes.append(f"trainer.{key}: {before} -> {value}")
+    return changes
 
 
 def resume_path(cfg: DictConfig, context: RunContext) -> Path | None:

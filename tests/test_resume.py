@@ -102,6 +102,33 @@ def test_resume_refuses_another_model_or_optimizer_class(tmp_path):
         train_here(run_dir, "optimizer=adam", "trainer.epochs=10", "resume=true")
 
 
+def test_resume_refuses_fewer_epochs_than_trained_and_other_training_files(tmp_path):
+    run_dir = tmp_path / "run"
+    root = write_fake_dataset(tmp_path / "data")
+    pair = ["dataset=mnist_binary", f"dataset.root={root}", "trainer.batch_size=32"]
+    train_here(run_dir, *pair, "trainer.epochs=4")
+    with pytest.raises(
+        CheckpointError, match=r"is at epoch 4, past trainer.epochs=2; resume with trainer.epochs"
+    ):
+        train_here(run_dir, *pair, "trainer.epochs=2", "resume=true")
+    moved = write_fake_dataset(tmp_path / "moved")  # the same files elsewhere: resumes
+    other = write_fake_dataset(tmp_path / "other", train_count=200)  # other files: refused
+    with pytest.raises(CheckpointError, match="another training data config"):
+        train_here(run_dir, *pair[:1], f"dataset.root={other}", *pair[2:], "trainer.epochs=6", "resume=true")
+    assert train_here(run_dir, *pair[:1], f"dataset.root={moved}", *pair[2:], "trainer.epochs=6",
+                      "resume=true")["epochs"] == 6  # fmt: skip
+
+
+def test_resume_says_each_changed_training_setting(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    train_here(run_dir, "trainer.epochs=5")
+    assert (run_dir / ".hydra" / "config.yaml").is_file()  # what the run was trained with
+    with caplog.at_level("INFO", logger="src"):
+        train_here(run_dir, "trainer.epochs=10", "trainer.batch_size=2", "resume=true")
+    assert "trainer.batch_size: None -> 2 (the command line wins)" in caplog.text
+    assert "trainer.epochs: 5 -> 10 (the command line wins)" in caplog.text
+
+
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
     with pytest.raises(CheckpointError, match="last.pt does not exist"):
         train_here(tmp_path / "new", "resume=true")
