@@ -6,8 +6,11 @@ the trainer finishes the epoch it is in, the run writes its checkpoint and metri
 SIGUSR2 runs after the checkpoint, so submitit requeues the job as usual.
 """
 
+import functools
+import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -61,3 +64,37 @@ class StopSignals:
         previous = self._previous.get(self.signal_number) if self.signal_number is not None else None
         if callable(previous) and self.signal_number == signal.SIGUSR2:
             previous(self.signal_number, None)
+
+
+_app_process: int | None = None  # the process that started the command (mark_app_process)
+
+
+def mark_app_process() -> None:
+    """Called by the command itself: jobs that run in this process are not workers."""
+    global _app_process
+    _app_process = os.getpid()
+
+
+def end_with_parent_process() -> None:
+    """A job in a worker process (joblib's, submitit's local ones) stops, with a checkpoint, when the
+    process that started it dies (a sweep killed with SIGKILL), rather than training on unseen and
+    holding its job folder: the worker sends itself SIGTERM, which the run handles as any stop, and
+    again every few seconds, which ends the worker once no run handles it (between jobs, or once the
+    job has checkpointed and written its files).
+
+    A thread watches the parent rather than the kernel's parent-death signal, which fires when the
+    *thread* that started the worker ends (loky starts workers from threads of its own)."""
+    if os.getpid() != _app_process:  # the basic and vectorized launchers run jobs in the app's process
+        watch_parent(os.getppid())
+
+
+@functools.cache  # one watcher per worker process, however many jobs it runs
+def watch_parent(parent: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        while True:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5.0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()

@@ -6,11 +6,8 @@ trains, in a stack of one (src/stack.py: the epochs, and after each the run's po
 testing, drawing and reporting.
 """
 
-import ctypes
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +22,7 @@ from omegaconf import DictConfig
 from src.cli import HeldRunLog, exit_with, run_guarded
 from src.config import major_minor, register_configs
 from src.errors import TrainingDiverged
+from src.interrupt import end_with_parent_process, mark_app_process
 from src.run import RunContext, announce_job, conclude, prepare_run, record_failure, write_run_files
 from src.rundir import job_status, previous_run, read_run_metrics
 from src.stack import train_runs
@@ -87,6 +85,7 @@ def main() -> None:
     them when HYDRA_FULL_ERROR=1, its documented switch, which a user who sets it gets as Hydra's."""
     from src.hydra_errors import is_command_line_error, one_line
 
+    mark_app_process()
     users_choice = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -172,15 +171,6 @@ def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | Failed
         log_file=context.log_file if fresh else None,
         record_failure=fail,
     )
-
-
-def end_with_parent_process() -> None:
-    """A job in a worker process (joblib's) stops, with a checkpoint, when the sweep's process dies,
-    rather than training on unseen (Linux: the kernel sends SIGTERM when the parent goes)."""
-    if multiprocessing.current_process().name == "MainProcess" or not sys.platform.startswith("linux"):
-        return
-    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
-    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGTERM)
 
 
 if __name__ == "__main__":

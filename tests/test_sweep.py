@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -584,3 +585,57 @@ def test_resume_in_any_spelling_is_not_part_of_a_configuration():
     spelled.append("loss=ce seed=1")
     rows = [{"job": number, "overrides": overrides} for number, overrides in enumerate(spelled)]
     assert list(seed_groups(rows)) == ["loss=bce", "loss=ce"]
+
+
+def children_of(pid):
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_joblib_sweep_leaves_no_worker_training(tmp_path):
+    import signal
+    import time
+
+    sweep_dir = tmp_path / "sweep"
+    joblib = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    long_jobs = ["optimizer.lr=0.1,0.2,0.3", "trainer.epochs=10000000", "trainer.checkpoint_every=100"]
+    process = launch("-m", *joblib, *long_jobs, f"hydra.sweep.dir={sweep_dir}")
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (sweep_dir / "0" / "checkpoints" / "last.pt").is_file():
+            assert time.monotonic() < deadline and process.poll() is None, "job 0 never checkpointed"
+            time.sleep(0.2)
+        workers += children_of(process.pid)
+        process.send_signal(signal.SIGKILL)  # no handler, no clean-up of its own: the workers must go
+        process.wait(30)
+        deadline = time.monotonic() + 60
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(alive(pid) for pid in workers)
+    finally:  # whatever happened, nothing of this test trains on
+        for pid in [*workers, *children_of(process.pid)]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    metrics = json.loads((sweep_dir / "0" / "metrics.json").read_text())
+    assert (
+        metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"]
+    )  # stopped with its checkpoint
