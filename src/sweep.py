@@ -450,33 +450,48 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        objective = config.objective
-        direction = Direction(objective.direction).value
-        seeds = (
-            "optuna" not in str(config.hydra.get("sweeper", {}).get("_target_", "")).lower()
-        )  # trials: no seed groups
-        rows, table = write_summary(sweep_dir, objective.metric, direction, by_config=seeds)
-        groups = seed_groups(rows) if seeds else {}
-        if groups:  # the figure's lines in the order of the table by configuration
-            order = [c["config"] for c in summarize_configs(groups, objective.metric, direction, [])]
-            groups = {key: groups[key] for key in order}
-        figure = write_sweep_figure(sweep_dir, rows, objective.metric, groups)
-        with (sweep_dir / "summary.md").open("a") as file:
-            if groups:
-                file.write(f"\n![mean ± std by configuration]({figure.name})\n")
-                file.write("\n![curves of every job](sweep_curves_jobs.png)\n")
-            else:
-                file.write(f"\n![curves of every job]({figure.name})\n")
-        print(table)
-        print(f"curves {'by configuration' if groups else 'of every job'}: {figure}")
-        print(tensorboard_command(sweep_dir))  # one command for the whole sweep, not one per job
-        if sys.exc_info()[1] is not None:
-            return  # the sweep itself is stopping (Hydra 1.4 calls this on the way out, 1.3 does not):
-            # its own exit status stands. Jobs a cluster stopped are failures of a sweep that ran on.
+        stopping = sys.exc_info()[1] is not None  # Hydra 1.4 calls this on the way out, 1.3 does not
+        try:
+            rows = summarize(config, sweep_dir)
+        except OSError as error:  # a full disk, a read-only folder: the jobs' own files are all there
+            print(f"error: could not write the sweep's summary into {sweep_dir} ({error.strerror or error}); "
+                  "each job's results are in its folder: free space or make it writable, then rerun "
+                  "the sweep with resume=true to summarize it", file=sys.stderr)  # fmt: skip
+            if not stopping:
+                sys.exit(1)
+            return
+        if stopping:
+            return  # the sweep itself is stopping: its own exit status stands. Jobs a cluster stopped are
+            # failures of a sweep that ran on.
         failed = [row for row in rows if row.get("status") not in ("completed", "pruned")]
         if failed:
             print(f"error: {len(failed)} of {len(rows)} jobs failed (see summary.md)", file=sys.stderr)
             sys.exit(1)
+
+
+def summarize(config: DictConfig, sweep_dir: Path) -> list[dict[str, Any]]:
+    """summary.md/.csv and the figure of a sweep, printed too; returns its rows."""
+    objective = config.objective
+    direction = Direction(objective.direction).value
+    seeds = (
+        "optuna" not in str(config.hydra.get("sweeper", {}).get("_target_", "")).lower()
+    )  # trials: no seed groups
+    rows, table = write_summary(sweep_dir, objective.metric, direction, by_config=seeds)
+    groups = seed_groups(rows) if seeds else {}
+    if groups:  # the figure's lines in the order of the table by configuration
+        order = [c["config"] for c in summarize_configs(groups, objective.metric, direction, [])]
+        groups = {key: groups[key] for key in order}
+    figure = write_sweep_figure(sweep_dir, rows, objective.metric, groups)
+    with (sweep_dir / "summary.md").open("a") as file:
+        if groups:
+            file.write(f"\n![mean ± std by configuration]({figure.name})\n")
+            file.write("\n![curves of every job](sweep_curves_jobs.png)\n")
+        else:
+            file.write(f"\n![curves of every job]({figure.name})\n")
+    print(table)
+    print(f"curves {'by configuration' if groups else 'of every job'}: {figure}")
+    print(tensorboard_command(sweep_dir))  # one command for the whole sweep, not one per job
+    return rows
 
 
 def check_once(config: DictConfig) -> None:

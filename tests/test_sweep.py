@@ -639,3 +639,15 @@ def test_a_killed_joblib_sweep_leaves_no_worker_training(tmp_path):
     assert (
         metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"]
     )  # stopped with its checkpoint
+
+
+def test_a_summary_that_cannot_be_written_is_one_line_and_a_failed_sweep(tmp_path, capsys):
+    config = finished_sweep(tmp_path, ["completed", "completed"])
+    (tmp_path / "summary.csv").mkdir()  # stands in for a full disk or a read-only folder (root writes those)
+    with pytest.raises(SystemExit) as exit_:
+        SweepSummary().on_multirun_end(config)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 1 and line.startswith(
+        f"error: could not write the sweep's summary into {tmp_path}"
+    )
+    assert "resume=true" in line
