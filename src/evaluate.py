@@ -8,6 +8,7 @@ given input.
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from src.errors import UserError
 from src.metrics import TEST_ACCURACY_PER_CLASS, TEST_PREDICTIONS_PER_CLASS
 from src.report import accuracy_per_class, confusion_counts, predictions, test_metrics
 
-USAGE = """usage: python -m src.evaluate ckpt_path=RUN/checkpoints/last.pt [x=4] [x=[4,5]]
+USAGE_LINE = "usage: python -m src.evaluate ckpt_path=RUN/checkpoints/last.pt [x=4] [x=[4,5]]"
+USAGE = f"""{USAGE_LINE}
 
 Recomputes a saved run's test metrics (equal to what training reported) and, for the toy set, the
 probability of the positive class for each input x. Prints JSON."""
@@ -67,13 +69,28 @@ def main(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         print(USAGE)
         return 0
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # started (src/__init__.py)
     register_configs()
-    args = OmegaConf.from_dotlist(argv)
+    try:
+        args = OmegaConf.from_dotlist(argv)
+    except Exception as error:  # OmegaConf's grammar: one line
+        print(
+            f"error: cannot read {' '.join(argv)} ({' '.join(str(error).split())}); {USAGE_LINE}",
+            file=sys.stderr,
+        )
+        return 2
     if "ckpt_path" not in args:
         print(USAGE, file=sys.stderr)
         return 2
+    if not str(args.ckpt_path or "").strip():
+        print(f"error: ckpt_path is empty; {USAGE_LINE}", file=sys.stderr)
+        return 2
     x = args.get("x")
-    inputs = None if x is None else [float(v) for v in (x if OmegaConf.is_list(x) else [x])]
+    try:
+        inputs = None if x is None else [float(v) for v in (x if OmegaConf.is_list(x) else [x])]
+    except (TypeError, ValueError):
+        print(f"error: x={x} is not a number; give x=4 or x=[1,4]", file=sys.stderr)
+        return 2
     results = run_guarded(lambda: evaluate_checkpoint(Path(args.ckpt_path), inputs))
     print(json.dumps(results, indent=2))
     return 0

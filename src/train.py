@@ -8,6 +8,7 @@ testing, drawing and reporting.
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -85,6 +86,7 @@ def main() -> None:
     them when HYDRA_FULL_ERROR=1, its documented switch, which a user who sets it gets as Hydra's."""
     from src.hydra_errors import is_command_line_error, one_line
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # started: Ctrl-C is KeyboardInterrupt again
     mark_app_process()
     users_choice = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -163,3 +163,26 @@ def test_the_mnist_cut_script_has_a_help_and_names_a_missing_source(tmp_path):
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     (line,) = missing.stderr.strip().splitlines()
     assert line.startswith("error: t10k-images-idx3-ubyte.gz") and "--source" in line
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
+    import signal
+    import time
+
+    started = launch(f"hydra.run.dir={tmp_path / 'run'}")
+    time.sleep(0.8)  # importing torch (or composing, at the latest)
+    started.send_signal(signal.SIGINT)
+    _, stderr = started.communicate(timeout=60)
+    assert started.returncode == 130 and "Traceback" not in stderr, stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("error: stopped by Ctrl-C")
+
+
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
+def test_evaluate_refuses_bad_arguments_in_one_line(tmp_path):
+    cases = [(["ckpt_path="], "error: ckpt_path is empty"),
+             ([f"ckpt_path={tmp_path}/last.pt", "x=abc"], "error: x=abc is not a number")]  # fmt: skip
+    for args, said in cases:
+        process = command(*args, module="src.evaluate")
+        assert process.returncode == 2 and process.stderr.strip().splitlines() == [process.stderr.strip()]
+        assert process.stderr.startswith(said)
