@@ -263,6 +263,9 @@ class RunPolicy:
         return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
 
 
+STOPPING_WORKER_S = 30.0
+
+
 def prepare_run(
     cfg: DictConfig,
     context: RunContext,
@@ -282,7 +285,10 @@ def prepare_run(
     scheduler = build_scheduler(cfg, optimizer)
     stopping = build_early_stopping(cfg, parts.data)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    held.enter_context(exclusive(context.run_dir))  # one process per run directory
+    # One process per run directory; a resumed sweep's job gives a stopping worker of the killed sweep
+    # the time to checkpoint its epoch and end.
+    wait_s = STOPPING_WORKER_S if context.in_sweep and cfg.resume else 0.0
+    held.enter_context(exclusive(context.run_dir, wait_s))
     start = resume_or_refuse(cfg, context, parts, optimizer, shuffle, scheduler, stopping)
     reporter = epoch_reporter(context.env_set.get(TRIAL_ENV) or os.environ.get(TRIAL_ENV))
     return RunPolicy(cfg, context, parts, optimizer, shuffle, start, scheduler, stopping, best=start.best,

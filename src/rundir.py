@@ -9,6 +9,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,23 +65,30 @@ def refuse_to_replace(run_dir: Path) -> None:
 
 
 @contextmanager
-def exclusive(run_dir: Path) -> Iterator[None]:
+def exclusive(run_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
     """Hold `run_dir` for this process: a second process aimed at it is refused, before it writes.
+    `wait_s`: how long to wait for the holder to let go first (a resumed sweep's job waits for a worker
+    of the killed sweep that is stopping: src/interrupt.py's end_with_parent_process).
 
     The lock is on the directory itself (flock), so it creates no file and dies with its process.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     handle = os.open(run_dir, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            raise ConfigError(
-                f"another process is running in {run_dir}; wait for it to finish, or choose another "
-                "folder with hydra.run.dir=DIR"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"another process is running in {run_dir}; wait for it to finish, or choose another "
+                    "folder with hydra.run.dir=DIR"
+                ) from None
+            time.sleep(0.2)
         yield
     finally:
         os.close(handle)  # releases the lock

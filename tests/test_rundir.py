@@ -106,3 +106,28 @@ def test_a_write_that_fails_is_an_output_error_naming_the_file(tmp_path, monkeyp
     monkeypatch.setattr(pathlib.Path, "open", no_space)
     with pytest.raises(OutputError, match=f"cannot write {target}: No space left on device"):
         write_json_atomically(target, {"status": "completed"})
+
+
+def test_a_job_can_wait_for_the_process_that_holds_its_folder_to_let_go(tmp_path):
+    import threading
+    import time
+
+    from src.errors import ConfigError
+    from src.rundir import exclusive
+
+    held, released = threading.Event(), threading.Event()
+
+    def stopping_worker():  # holds the folder for a moment, as a worker of a killed sweep that is stopping
+        with exclusive(tmp_path):
+            held.set()
+            time.sleep(1.0)
+        released.set()
+
+    worker = threading.Thread(target=stopping_worker)
+    worker.start()
+    held.wait(10)
+    with pytest.raises(ConfigError, match="another process is running in"), exclusive(tmp_path):
+        pass
+    with exclusive(tmp_path, wait_s=20):
+        assert released.is_set()
+    worker.join()
