@@ -386,6 +386,26 @@ def mean_band(
     return mean, band
 
 
+_new_sweep_dir: Path | None = None  # the sweep folder this process made for its sweep, if it made one
+UNSTARTED = {SWEEP_RECORD, "multirun.yaml"}  # what a sweep folder holds before any job starts
+
+
+def forget_unstarted_sweep() -> None:
+    """Remove the sweep folder this process made, if no job started in it: a refused sweep (a config
+    Hydra cannot compose for a job, a refused check) leaves nothing behind."""
+    sweep_dir = _new_sweep_dir
+    if sweep_dir is None or not sweep_dir.is_dir():
+        return
+    try:
+        entries = list(sweep_dir.iterdir())
+        if all(entry.name in UNSTARTED and entry.is_file() for entry in entries):
+            for entry in entries:
+                entry.unlink()
+            sweep_dir.rmdir()
+    except OSError:
+        pass  # not empty after all, or not ours to remove: it stays
+
+
 class SweepSummary(Callback):
     """Hydra callback (conf/config.yaml, hydra.callbacks): claims and checks a sweep before its jobs
     run, and summarizes it once they have."""
@@ -398,8 +418,9 @@ class SweepSummary(Callback):
         try:
             self._claim(sweep_dir, config)
             check_once(config)
-        except UserError as error:  # refused: the folder stays as it was
+        except UserError as error:  # refused: the folder stays as it was (a new one goes again)
             self._release()
+            forget_unstarted_sweep()
             print(f"error: {error}", file=sys.stderr)
             sys.exit(error.exit_code)
         record = OmegaConf.to_yaml(OmegaConf.create(sweep_definition(config)))
@@ -408,6 +429,8 @@ class SweepSummary(Callback):
 
     def _claim(self, sweep_dir: Path, config: DictConfig) -> None:
         """Hold the sweep folder; refuse one that another sweep runs in or already holds."""
+        global _new_sweep_dir
+        _new_sweep_dir = None if sweep_dir.exists() else sweep_dir
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self._lock = os.open(sweep_dir, os.O_RDONLY)
         try:
@@ -451,6 +474,9 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         stopping = sys.exc_info()[1] is not None  # Hydra 1.4 calls this on the way out, 1.3 does not
+        if stopping and not job_folders(sweep_dir):  # refused before its first job: nothing to summarize
+            forget_unstarted_sweep()
+            return
         try:
             rows = summarize(config, sweep_dir)
         except OSError as error:  # a full disk, a read-only folder: the jobs' own files are all there

@@ -95,6 +95,9 @@ def main() -> None:
     except Exception as error:
         if users_choice == "1" or not is_command_line_error(error):
             raise
+        from src.sweep import forget_unstarted_sweep
+
+        forget_unstarted_sweep()  # a sweep refused before its first job leaves no folder
         print(f"error: {one_line(error)}", file=sys.stderr)
         exit_with(2)
     except KeyboardInterrupt:  # before the run's own handler is in place, or a second Ctrl-C

@@ -40,7 +40,7 @@ def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, overrides, me
     assert process.returncode == 2
     (line,) = [line for line in process.stderr.strip().splitlines() if not line.startswith("sweep: ")]
     assert line.startswith(message), process.stderr
-    assert not (tmp_path / "run").exists()  # refused: nothing ran, nothing is left
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()  # refused: nothing is left
 
 
 def test_a_bug_is_one_line_on_screen_and_a_traceback_in_the_log(tmp_path):
