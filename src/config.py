@@ -177,6 +177,10 @@ class LBFGSConfig(OptimizerConfig):
         super().check()
         require(self.max_iter >= 1, f"optimizer.max_iter must be at least 1, got {self.max_iter}")
         require(self.history_size >= 1, f"optimizer.history_size must be at least 1, got {self.history_size}")
+        require(
+            self.line_search_fn in (None, "strong_wolfe"),
+            f"optimizer.line_search_fn must be strong_wolfe or null, got {self.line_search_fn}",
+        )
 
 
 # --- learning-rate schedule ------------------------------------------------------------------------

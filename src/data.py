@@ -209,7 +209,12 @@ def load_images(
     family = ImageFamily(family)
     classes = [int(c) for c in classes]
     root_path = Path(root) if root is not None else default_root(family)
-    files = _locate_files(root_path, family, download)
+    try:
+        files = _locate_files(root_path, family, download)
+    except (RuntimeError, OSError) as error:  # a symlink loop, a folder that cannot be read
+        if isinstance(error, RuntimeError) and "loop" not in str(error).lower():
+            raise  # not the folder's fault
+        raise DataError(f"dataset.root={root_path} cannot be read ({' '.join(str(error).split())})") from None
     splits, shapes = {}, {}
     for split, (images_name, labels_name) in IDX_FILES.items():
         images, labels = _read_pair(files[images_name], files[labels_name])

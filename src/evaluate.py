@@ -45,7 +45,12 @@ def evaluate_checkpoint(ckpt_path: Path, inputs: list[float] | None = None) -> d
     state = RunState.load(ckpt_path)
     state.check_identity(identity(cfg), ckpt_path)
     parts = build_components(cfg)
-    parts.model.load_state_dict(state.model)
+    try:
+        parts.model.load_state_dict(state.model)
+    except (RuntimeError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"{ckpt_path} does not fit its run's model ({' '.join(str(error).split())[:300]})"
+        ) from None
     results: dict[str, Any] = {"epochs": state.epoch}
     results |= test_metrics(parts.model, parts.head, parts.data)
     counts = confusion_counts(parts.model, parts.head, parts.data)

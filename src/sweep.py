@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.console import tensorboard_command
-from src.errors import UserError, find_user_error
+from src.errors import ConfigError, UserError, find_user_error
 from src.events import read_scalars
 from src.files import write_atomically
 from src.metrics import SCALARS, TRAIN_LOSS, TRAIN_LR, Direction
@@ -527,6 +527,11 @@ def check_once(config: DictConfig) -> None:
     from src.config import validate
     from src.stopping import build_early_stopping
 
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
+    if n_jobs == 0:  # joblib's "has no meaning"
+        raise ConfigError(
+            "hydra.launcher.n_jobs=0 runs no job; give the number of workers (-1: one per core)"
+        )
     cfg = config.copy()
     with open_dict(cfg):
         del cfg["hydra"]

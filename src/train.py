@@ -93,7 +93,13 @@ def main() -> None:
     try:
         hydra.main(config_path=str(config_dir()), config_name="config", **hydra_settings())(task)()
     except Exception as error:
-        if users_choice == "1" or not is_command_line_error(error):
+        if users_choice == "1":
+            raise
+        if isinstance(error, OSError) and error.filename:  # Hydra making the run or sweep folder
+            print(f"error: cannot make the folder {error.filename} ({error.strerror}); choose another "
+                  "hydra.run.dir (or hydra.sweep.dir)", file=sys.stderr)  # fmt: skip
+            exit_with(2)
+        if not is_command_line_error(error):
             raise
         from src.sweep import forget_unstarted_sweep
 

@@ -186,3 +186,12 @@ def test_evaluate_refuses_bad_arguments_in_one_line(tmp_path):
         process = command(*args, module="src.evaluate")
         assert process.returncode == 2 and process.stderr.strip().splitlines() == [process.stderr.strip()]
         assert process.stderr.startswith(said)
+
+
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
+def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for folder in (tmp_path / "a-file", tmp_path / "a-file" / "run"):
+        process = command(f"hydra.run.dir={folder}")
+        assert process.returncode == 2 and process.stderr.strip().splitlines() == [process.stderr.strip()]
+        assert process.stderr.startswith(f"error: cannot make the folder {folder}")

@@ -127,6 +127,10 @@ def test_wrong_types_and_unknown_names_fail_while_composing(override, error):
         (["dataset=mnist_binary", "dataset.mean=nan"], r"dataset.mean=nan is not a finite number"),
         (["scheduler=cosine", "scheduler.eta_min=inf"], r"scheduler.eta_min=inf is not a finite number"),
         (["optimizer.lr=-inf"], r"optimizer.lr=-inf is not a finite number"),
+        (
+            ["optimizer=lbfgs", "optimizer.line_search_fn=foo"],
+            "optimizer.line_search_fn must be strong_wolfe or null",
+        ),
         (["dataset.inputs=[1.0,nan,3.0]"], r"dataset.inputs\[1\]=nan is not a finite number"),
     ],
 )

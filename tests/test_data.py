@@ -166,3 +166,10 @@ def test_a_download_without_internet_says_why_whole_and_leaves_no_empty_folders(
         ".gz: <urlopen error [Errno -2] Name or service not known>: no connection to the download servers)"
     )
     assert not root.exists()  # nothing left behind that looks like data
+
+
+def test_a_symlink_loop_as_the_data_folder_is_the_users_to_fix(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(DataError, match=r"dataset.root=.*a cannot be read \(Symlink loop"):
+        load_images(root=str(tmp_path / "a"), seed=0, **PAIR)

@@ -179,3 +179,13 @@ def test_a_job_requeued_by_slurm_resumes_by_itself(tmp_path, monkeypatch, caplog
         train_here(run_dir, "trainer.epochs=20")
     assert f"resuming from {run_dir}/checkpoints/last.pt after epoch 10" in caplog.text
     assert [step for step, _ in read_scalars(run_dir)["train/loss"]] == list(range(20))
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_is_refused_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    train_here(run_dir, "trainer.epochs=5")
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    state["model"] = {name: torch.zeros(3, 3) for name in state["model"]}  # damaged, or edited by hand
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match=r"edited.pt does not fit this run \(Error\(s\) in loading"):
+        train_here(tmp_path / "again", "trainer.epochs=10", f"ckpt_path={tmp_path / 'edited.pt'}")

@@ -651,3 +651,12 @@ def test_a_summary_that_cannot_be_written_is_one_line_and_a_failed_sweep(tmp_pat
         f"error: could not write the sweep's summary into {tmp_path}"
     )
     assert "resume=true" in line
+
+
+def test_joblib_with_no_workers_is_refused_before_the_sweep():
+    from src.errors import ConfigError
+    from src.sweep import check_once
+    from tests.helpers import compose_with_hydra
+
+    with pytest.raises(ConfigError, match=r"hydra.launcher.n_jobs=0 runs no job; give the number of workers"):
+        check_once(compose_with_hydra("hydra/launcher=joblib", "hydra.launcher.n_jobs=0"))
