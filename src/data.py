@@ -3,6 +3,7 @@
 Everything is loaded, scaled and flattened once; the trainer then slices tensors, with no per-sample work.
 """
 
+import logging
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -13,6 +14,8 @@ from torch import Tensor
 
 from src.errors import DataError
 from src.idx import read_idx_cached
+
+log = logging.getLogger(__name__)
 
 
 class ImageFamily(str, Enum):
@@ -209,6 +212,8 @@ def load_images(
     family = ImageFamily(family)
     classes = [int(c) for c in classes]
     root_path = Path(root) if root is not None else default_root(family)
+    if root is None:  # the config tree says `root: null`: say which folder that meant
+        log.info(f"dataset.root=null: {family.value} from {root_path.resolve()}")
     try:
         files = _locate_files(root_path, family, download)
     except (RuntimeError, OSError) as error:  # a symlink loop, a folder that cannot be read

@@ -173,3 +173,10 @@ def test_a_symlink_loop_as_the_data_folder_is_the_users_to_fix(tmp_path):
     (tmp_path / "b").symlink_to(tmp_path / "a")
     with pytest.raises(DataError, match=r"dataset.root=.*a cannot be read \(Symlink loop"):
         load_images(root=str(tmp_path / "a"), seed=0, **PAIR)
+
+
+def test_the_folder_a_null_root_meant_is_said(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", write_fake_dataset(tmp_path / "debian"))
+    with caplog.at_level("INFO", logger="src.data"):
+        load_images(root=None, seed=0, **{**PAIR, "family": "fashion_mnist"})
+    assert f"dataset.root=null: fashion_mnist from {tmp_path / 'debian'}" in caplog.text
