@@ -66,7 +66,7 @@ def line_chart(
     image = Image.new("RGB", (width, plot_height + legend_height), "white")
     draw = ImageDraw.Draw(image)
     left, right, top, bottom = 84, width - 22, 74, plot_height - 66
-    draw.text((width // 2, 8), fit(title, font(24), width - 16), fill="black", font=font(24), anchor="mt")
+    draw_title(draw, title, width)
     if not curves:
         draw.text((width // 2, plot_height // 2), "no finite values", fill="gray", font=font(22), anchor="mm")
         return image
@@ -119,6 +119,28 @@ def line_chart(
         label = fit(name, font(20), width - 76)
         draw.text((58, legend_y), label, fill="black", font=font(20), anchor="lm")
     return image
+
+
+def title_lines(title: str, width: int) -> tuple[int, list[str]]:
+    """How a title fits `width`: one line at 24 px, or two at 18 px when it is longer (a run's
+    overrides), so its end, which tells runs apart, is not cut short; cut ("...") only past two lines."""
+    if font(24).getlength(title) <= width - 16:
+        return 24, [title]
+    small, lines = font(18), [""]
+    for word in title.split(" "):
+        joined = f"{lines[-1]} {word}".strip()
+        if small.getlength(joined) <= width - 16 or not lines[-1]:
+            lines[-1] = joined
+        else:
+            lines.append(word)
+    return 18, [fit(lines[0], small, width - 16), fit(" ".join(lines[1:]), small, width - 16)]
+
+
+def draw_title(draw: ImageDraw.ImageDraw, title: str, width: int) -> None:
+    size, lines = title_lines(title, width)
+    for index, line in enumerate(lines):
+        draw.text((width // 2, 4 + 22 * index if size < 24 else 8), line, fill="black", font=font(size),
+                  anchor="mt")  # fmt: skip
 
 
 def fit(text: str, text_font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> str:
@@ -210,9 +232,11 @@ def confusion_matrix(counts: np.ndarray, class_names: Sequence[str]) -> Image.Im
     cell = max(40, count_width + 12, min(name_width + 8, 80))
     left, top = name_width + 64, 90
     size = len(names)
-    image = Image.new("RGB", (left + size * cell + 16, top + size * cell + 16), "white")
+    title = "confusion matrix: true (row) by predicted (column)"
+    width = max(left + size * cell + 16, int(measure.textlength(title, font=font(20))) + 16)  # 2 classes too
+    image = Image.new("RGB", (width, top + size * cell + 16), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((8, 8), "confusion matrix: true (row) by predicted (column)", fill="black", font=font(20))
+    draw.text((8, 8), title, fill="black", font=font(20))
     draw.text((left + size * cell // 2, 40), "predicted", fill="#444444", font=font(16), anchor="mt")
     draw.text((8, top + size * cell // 2), "true", fill="#444444", font=font(16), anchor="lm")
     row_totals = counts.sum(axis=1, keepdims=True).clip(min=1)

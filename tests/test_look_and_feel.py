@@ -144,3 +144,23 @@ def test_a_ten_class_run_draws_its_confusion_matrix_templates_and_mistakes(tmp_p
     accumulator = EventAccumulator(str(event_dir(run_dir)))
     accumulator.Reload()
     assert {f"visuals/{name}" for name in names} <= set(accumulator.Tags()["images"])
+
+
+def test_a_long_title_wraps_onto_two_lines_before_anything_is_cut():
+    from src.pictures import CHART_SIZE, title_lines
+
+    width = CHART_SIZE[0]
+    title = "loss per epoch: optimizer.lr=0.03 optimizer.weight_decay=0.001 scheduler=cosine"
+    size, lines = title_lines(title, width)
+    assert size == 18 and len(lines) == 2 and lines[1].endswith("scheduler=cosine")  # the end stays
+    assert title_lines("loss per epoch", width) == (24, ["loss per epoch"])
+
+
+def test_a_two_class_confusion_matrix_is_wide_enough_for_its_title():
+    from PIL import ImageDraw
+
+    from src.pictures import confusion_matrix, font
+
+    image = confusion_matrix(np.array([[5, 1], [2, 7]]), ["3", "8"])
+    title = "confusion matrix: true (row) by predicted (column)"
+    assert image.width >= ImageDraw.Draw(image).textlength(title, font=font(20)) + 8
