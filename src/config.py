@@ -92,6 +92,31 @@ class ImageDataConfig:
         require(self.std > 0, f"dataset.std must be positive, got {self.std}")
 
 
+@dataclass
+class CSVDataConfig:
+    """Your own table (src/tables.py): a CSV file, its target column, and which columns are features."""
+
+    _target_: str = "src.tables.load_csv"
+    path: str = MISSING  # required: the CSV file
+    target: str = MISSING  # required: the column that holds the class
+    features: list[str] | None = MISSING  # null: every column but the target
+    positive: str | None = MISSING  # two classes, this value the positive one; null: each value a class
+    categorical: list[str] = MISSING  # columns to one-hot, each level a feature named column=value
+    standardize: bool = MISSING  # numeric features by the training rows' mean and standard deviation
+    val_fraction: float = MISSING  # 0: no validation split
+    test_fraction: float = MISSING  # 0: no test split
+
+    def check(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            require(0 <= value < 1, f"dataset.{name} must be in [0, 1), got {value}")
+        require(
+            self.val_fraction + self.test_fraction < 1,
+            f"dataset.val_fraction + dataset.test_fraction must be below 1, got {self.val_fraction} + "
+            f"{self.test_fraction}",
+        )
+
+
 # --- model -----------------------------------------------------------------------------------------
 @dataclass
 class LogisticConfig:
@@ -310,7 +335,7 @@ class Config:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "dataset": {"toy": ToyDataConfig, "images": ImageDataConfig},
+    "dataset": {"toy": ToyDataConfig, "images": ImageDataConfig, "csv": CSVDataConfig},
     "model": {"logistic": LogisticConfig, "mlp": MLPConfig},
     "loss": {"loss": LossConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lbfgs": LBFGSConfig},
@@ -357,6 +382,21 @@ def register_configs() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
+def missing_keys(cfg: DictConfig) -> list[str]:
+    """The keys whose value is `???` (OmegaConf's mandatory value), as dotted paths."""
+    found: list[str] = []
+    pending: list[tuple[str, Any]] = [("", OmegaConf.to_container(cfg, resolve=False))]
+    while pending:
+        path, node = pending.pop()
+        for key, value in node.items() if isinstance(node, dict) else ():
+            where = f"{path}{key!s}"
+            if value == "???":
+                found.append(where)
+            elif isinstance(value, dict) and where != "hydra":
+                pending.append((f"{where}.", value))
+    return found
+
+
 def refuse_non_finite(node: Any, path: str = "") -> None:
     """No setting may be NaN or infinite: a run would only diverge, and say "lower optimizer.lr"."""
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
@@ -373,6 +413,10 @@ def validate(cfg: DictConfig) -> None:
     """Refuse keys no schema has (Hydra lets `+trainer.epoch=5` add one), then run every schema's own
     checks on the composed config; ConfigError names the key at fault."""
     refuse_unknown_keys(cfg)
+    missing = sorted(missing_keys(cfg))
+    if missing:  # `???` in an option's YAML: the user's to give (dataset=csv: its path and target)
+        given = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(f"{', '.join(missing)} must be given: add {given} to the command line")
     refuse_non_finite(OmegaConf.to_container(cfg, resolve=True))
     pending: list[Any] = [OmegaConf.to_object(cfg)]
     while pending:

@@ -47,6 +47,7 @@ class ClassificationData:
     val: Split | None
     test: Split | None
     class_names: tuple[str, ...]
+    feature_names: tuple[str, ...] | None = None  # a table's columns (one-hot ones as column=value)
 
     @property
     def num_features(self) -> int:

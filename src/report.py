@@ -79,7 +79,7 @@ def run_pictures(
     title = f"loss per epoch: {run_name}" if run_name else "loss per epoch"
     pictures = {"loss_curve": line_chart(losses, title, f"loss ({head.reduction})")}
     side = math.isqrt(data.num_features)
-    if side * side != data.num_features or side == 1:  # not images
+    if side * side != data.num_features or side == 1 or data.feature_names is not None:  # not images
         return pictures
     if isinstance(model, LogisticRegression):
         weight = model.linear.weight.detach().cpu()
