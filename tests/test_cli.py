@@ -28,7 +28,7 @@ def test_the_default_run_prints_the_tree_what_it_learned_and_where_it_is(tmp_pat
     "overrides,message",
     [
         # Hydra's own errors (src/hydra_errors.py; every case in tests/test_hydra_errors.py)
-        (["dataset=imagenet"], "error: dataset=imagenet is not an option (options: fashion_mnist, "),
+        (["dataset=imagenet"], "error: dataset=imagenet is not an option (options: csv, fashion_mnist, "),
         (["-m", "optimizer.lr=0.1,abc"], "error: optimizer.lr takes a number, not 'abc'"),
         (["trainer.epochs=0"], "error: trainer.epochs must be at least 1, got 0"),
         (["dataset=mnist_binary", "dataset.root=/nonexistent"], "error: mnist data not found"),
@@ -143,7 +143,7 @@ def test_help_names_every_group_and_every_option_that_conf_holds():
     current = ""
     for line in listed.splitlines()[1:]:
         current = line[2:18].strip() or current
-        rows[current] = rows.get(current, "") + line[18:]
+        rows[current] = rows.get(current, "") + " " + line[18:]
     assert sorted(rows) == sorted(group.name for group in groups)
     for group in groups:
         for option in sorted(group.glob("*.yaml")):
