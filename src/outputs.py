@@ -2,7 +2,8 @@
 
 metrics.json keys (a contract other tools read): `status` ("completed", "interrupted" or "failed", then
 `reason`), `epochs` (completed), the last value of every scalar under its TensorBoard tag (`train/loss`,
-`val/loss`, `val/accuracy`, `test/loss`, `test/accuracy`), `test/accuracy_per_class` ({class name:
+`val/loss`, `val/accuracy`, `test/loss`, `test/accuracy`, and the test split's scores of src/scores.py:
+`test/roc_auc`, `test/log_loss`, ...), `test/accuracy_per_class` ({class name:
 accuracy}) where the test split has labels, and `predictions` where the test inputs are unlabeled.
 """
 

@@ -12,16 +12,19 @@ from src.losses import Head
 from src.metrics import TEST, TEST_ACCURACY_PER_CLASS, TRAIN_LOSS, VAL_LOSS, per_class_tag, tagged
 from src.models import LogisticRegression
 from src.pictures import confusion_matrix, line_chart, mistakes_grid, weight_map, weight_templates
+from src.scores import scores
 from src.trainer import evaluate, predict
 
 Curves = dict[str, list[tuple[int, float]]]
 
 
 def test_metrics(model: nn.Module, head: Head, data: ClassificationData) -> dict[str, float]:
-    """test/loss and test/accuracy when the test split has labels; nothing otherwise."""
+    """test/loss and test/accuracy when the test split has labels, and the scores of its predicted
+    probabilities (src/scores.py: test/roc_auc, test/log_loss, ...); nothing otherwise."""
     if data.test is None or data.test.labels is None:
         return {}
-    return tagged(TEST, evaluate(model, head, data.test))
+    probabilities, _ = predict(model, head, data.test.inputs)
+    return tagged(TEST, evaluate(model, head, data.test) | scores(probabilities, data.test.labels))
 
 
 def confusion_counts(model: nn.Module, head: Head, data: ClassificationData) -> np.ndarray | None:

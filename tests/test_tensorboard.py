@@ -5,11 +5,13 @@ from tensorboard.plugins.hparams import api_pb2
 
 from src.errors import TrainingDiverged
 from src.outputs import RunRecorder
+from src.scores import BINARY
 from tests import tensorboard_readers as tb
 from tests.helpers import event_dir, launch, train_here, write_fake_dataset
 
 SCALARS = {"train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy"}
 PER_CLASS = "test/accuracy_per_class/"  # one scalar per class, beside the contract's five
+SCORES = {f"test/{name}" for name in BINARY}  # a pair's test scores (src/scores.py)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def check_hparams(logdir, experiment, groups):
     assert infos["dataset.download"].type == api_pb2.DATA_TYPE_BOOL  # a boolean, not 0.0
     assert infos["trainer.batch_size"].type == api_pb2.DATA_TYPE_FLOAT64  # no "None" among numbers
     tags = {info.name.tag for info in experiment.metric_infos}
-    assert {tag for tag in tags if not tag.startswith(PER_CLASS)} == SCALARS  # every kind's metrics
+    assert {tag for tag in tags if not tag.startswith(PER_CLASS)} == SCALARS | SCORES  # every kind's metrics
 
     names = session_names(logdir)
     sessions = {names[group.name]: group.sessions[0] for group in groups}
@@ -56,7 +58,7 @@ def check_hparams(logdir, experiment, groups):
     assert all(s.start_time_secs > 1e9 for s in sessions.values())
     assert all(s.end_time_secs >= s.start_time_secs for run, s in sessions.items() if run != "stopped")
     mnist = {value.name.tag: value.value for value in sessions["mnist"].metric_values}
-    assert {tag for tag in mnist if not tag.startswith(PER_CLASS)} == SCALARS
+    assert {tag for tag in mnist if not tag.startswith(PER_CLASS)} == SCALARS | SCORES
     assert {value.name.tag for value in sessions["toy"].metric_values} == {"train/loss"}
 
 
@@ -78,7 +80,7 @@ def test_time_series_groups_pictures_after_the_curves(logdir):
     run = str(event_dir(logdir / "mnist").relative_to(logdir))
     images = provider.list_blob_sequences(tb.CONTEXT, experiment_id="", plugin_name="images")[run]
     scalars = provider.list_scalars(tb.CONTEXT, experiment_id="", plugin_name="scalars")[run]
-    assert {tag for tag in scalars if not tag.startswith(PER_CLASS)} == SCALARS
+    assert {tag for tag in scalars if not tag.startswith(PER_CLASS)} == SCALARS | SCORES
     assert set(images) == {
         "visuals/loss_curve",
         "visuals/weight_map",

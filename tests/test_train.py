@@ -3,6 +3,7 @@
 import pytest
 
 from src.errors import ConfigError, DataError, TrainingDiverged
+from src.scores import BINARY
 from tests.helpers import event_dir, read_metrics, read_scalars, train_here, tutorial_run, write_fake_dataset
 
 
@@ -59,6 +60,7 @@ def test_mnist_pair_on_generated_files_logs_validation_and_test(tmp_path, layout
         "test/loss",
         "test/accuracy",
         *per_class,
+        *(f"test/{name}" for name in BINARY),  # the scores of its predicted probabilities
     }
     assert [step for step, _ in scalars["val/accuracy"]] == list(range(5))
     metrics = read_metrics(run_dir)
