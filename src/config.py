@@ -39,7 +39,9 @@ def refuse_unknown_keys(node: DictConfig, path: str = "") -> None:
                 hint = f"; did you mean {path}{guess[0]}?" if guess else f"; the keys are {', '.join(known)}"
                 raise ConfigError(f"{path}{key} is not a setting{hint}")
     for key in map(str, node):
-        child = node._get_node(key)
+        if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+            continue  # a value still to come: nothing below it to check
+        child = node[key]
         if isinstance(child, DictConfig):
             refuse_unknown_keys(child, f"{path}{key}.")
 
