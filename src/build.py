@@ -1,5 +1,6 @@
 """Build what a config describes: data on the device, the head, a freshly seeded model, its optimizer."""
 
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -132,11 +133,14 @@ def build_scheduler(cfg: DictConfig, optimizer: Any) -> Scheduler | None:
 
 def step_scheduler(scheduler: Scheduler, objective: float) -> None:
     """The schedule's step after an epoch: `plateau` reads the epoch's objective metric, the others
-    count epochs."""
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        scheduler.step(objective)
-    else:
-        scheduler.step()
+    count epochs. (The project steps the optimizer's parameters itself, src/stacked_step.py, so torch's
+    warning that the optimizer was never stepped does not apply.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(objective)
+        else:
+            scheduler.step()
 
 
 def build(cfg: DictConfig, key: str, **kwargs: Any) -> Any:

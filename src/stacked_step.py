@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from src.models import MLP, LogisticRegression
-from src.optimizers import OwnOptimizer, optimizer_kind
+from src.optimizers import optimizer_kind
 
 StackedForward = Callable[[dict[str, Tensor], Tensor], Tensor]
 
@@ -210,8 +210,6 @@ class StackedOptimizer:
     def export(self, row: int, optimizer: Any, model: nn.Module) -> None:
         """Member `row`'s state into its own (never stepped) optimizer, keyed by its model's parameters,
         as its solo optimizer would hold it after the same steps."""
-        if not isinstance(optimizer, OwnOptimizer):  # torch's, for a schedule: mark it stepped, or its
-            optimizer._opt_called = True  # its scheduler warns it never was
         for name, parameter in model.named_parameters():
             state = self.state[name]
             if self.kind == "SGD":
