@@ -1,5 +1,7 @@
 """What a finished run reports besides its curves: test metrics, predictions, weights and pictures."""
 
+import csv
+import io
 import math
 
 import numpy as np
@@ -25,6 +27,29 @@ def test_metrics(model: nn.Module, head: Head, data: ClassificationData) -> dict
         return {}
     probabilities, _ = predict(model, head, data.test.inputs)
     return tagged(TEST, evaluate(model, head, data.test) | scores(probabilities, data.test.labels))
+
+
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def predictions_table(model: nn.Module, head: Head, data: ClassificationData) -> bytes | None:
+    """predictions.csv of the test split: `index,label,predicted` (class names; label empty where the
+    test inputs are unlabeled) and one `p_<class name>` column per class; None without a test split."""
+    if data.test is None:
+        return None
+    probabilities, predicted = predict(model, head, data.test.inputs)
+    names = data.class_names
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["index", "label", "predicted", *(f"p_{name}" for name in names)])
+    labels = [None] * len(predicted) if data.test.labels is None else data.test.labels.tolist()
+    for index, (label, guess, row) in enumerate(
+        zip(labels, predicted.tolist(), probabilities.tolist(), strict=True)
+    ):
+        writer.writerow(
+            [index, "" if label is None else names[label], names[guess], *(f"{p:.6g}" for p in row)]
+        )
+    return text.getvalue().encode()
 
 
 def confusion_counts(model: nn.Module, head: Head, data: ClassificationData) -> np.ndarray | None:

@@ -42,11 +42,13 @@ from src.interrupt import Interrupted, StopSignals
 from src.metrics import TEST_ACCURACY_PER_CLASS, TRAIN_LR
 from src.outputs import RunRecorder, hyperparameters, override_key, run_name
 from src.report import (
+    PREDICTIONS_FILE,
     accuracy_per_class,
     confusion_counts,
     parameters,
     per_class_scalars,
     predictions,
+    predictions_table,
     run_pictures,
     test_metrics,
 )
@@ -257,6 +259,9 @@ class RunPolicy:
             recorder.record_tensorboard_only(recorder.epochs, per_class_scalars(per_class))
         if data.test is not None and data.test.labels is None:
             extra["predictions"] = predictions(model, head, data.test.inputs)
+        table = predictions_table(model, head, data)
+        if table is not None:
+            write_atomically(self.context.run_dir / PREDICTIONS_FILE, table)
         pictures = run_pictures(model, head, data, recorder.history, counts, self.start.run_name)
         for picture_name, image in pictures.items():
             recorder.picture(picture_name, image, epochs)

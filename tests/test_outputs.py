@@ -4,7 +4,7 @@ from omegaconf import OmegaConf
 
 from src.outputs import RunRecorder, hyperparameters, run_name
 from src.sweep import sweep_definition
-from tests.helpers import compose_with_choices, read_scalars
+from tests.helpers import compose_with_choices, read_scalars, train_here
 
 
 def test_run_name_is_the_overrides_as_one_short_safe_folder_name():
@@ -75,3 +75,20 @@ def test_the_recorder_is_told_the_epoch(tmp_path):
         recorder.record_epoch(4, {"val/loss": 0.3})  # no train/loss, still epoch 5 completed
         recorder.record(5, {"test/loss": 0.2})  # a final measurement is no epoch
         assert recorder.finish("completed")["epochs"] == 5
+
+
+def test_predictions_csv_holds_every_test_example_with_its_class_probabilities(tmp_path, fake_pair):
+    import csv
+
+    run_dir = tmp_path / "run"
+    metrics = train_here(run_dir, *fake_pair)
+    with (run_dir / "predictions.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["index", "label", "predicted", "p_3", "p_8"]
+    assert [int(row["index"]) for row in rows] == list(range(len(rows)))
+    assert {row["label"] for row in rows} <= {"3", "8"}
+    for row in rows:
+        p_3, p_8 = float(row["p_3"]), float(row["p_8"])
+        assert abs(p_3 + p_8 - 1) < 1e-5 and row["predicted"] == ("8" if p_8 >= p_3 else "3")
+    right = sum(row["label"] == row["predicted"] for row in rows) / len(rows)
+    assert abs(right - metrics["test/accuracy"]) < 1e-6  # the same predictions as the metrics'
