@@ -48,6 +48,8 @@ class ClassificationData:
     test: Split | None
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...] | None = None  # a table's columns (one-hot ones as column=value)
+    # (mean, std) each feature was standardized by (0, 1: as it was), to state weights in its own units
+    feature_scaling: tuple[tuple[float, float], ...] | None = None
 
     @property
     def num_features(self) -> int:

@@ -83,6 +83,33 @@ def predictions(model: nn.Module, head: Head, inputs: torch.Tensor) -> dict[str,
     return dict(zip(keys, positive, strict=True))
 
 
+COEFFICIENTS_FILE = "coefficients.csv"
+
+
+def coefficients_table(model: nn.Module, data: ClassificationData) -> bytes | None:
+    """coefficients.csv of a logistic model on named features: `feature,weight`, `(intercept)` first,
+    in the features' own units (the standardization undone), as the log-odds of the positive class; for
+    more classes one `weight_<class>` column each. None for other models or unnamed features."""
+    if not isinstance(model, LogisticRegression) or data.feature_names is None:
+        return None
+    weight = model.linear.weight.detach().double().cpu()
+    bias = model.linear.bias.detach().double().cpu()
+    if weight.shape[0] == 2 and data.num_classes == 2:  # two logits (CE): the log-odds is their difference
+        weight, bias = (weight[1] - weight[0]).view(1, -1), (bias[1] - bias[0]).view(1)
+    names = data.feature_names
+    scaling = torch.tensor(data.feature_scaling or [(0.0, 1.0)] * len(names), dtype=torch.float64)
+    weight_own = weight / scaling[:, 1]  # z = (x - mean) / std: w.z + b = (w / std).x + b - (w / std).mean
+    bias_own = bias - (weight_own * scaling[:, 0]).sum(dim=1)
+    columns = ["weight"] if weight.shape[0] == 1 else [f"weight_{name}" for name in data.class_names]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["feature", *columns])
+    writer.writerow(["(intercept)", *(f"{value:.10g}" for value in bias_own.tolist())])
+    for index, name in enumerate(names):
+        writer.writerow([name, *(f"{value:.10g}" for value in weight_own[:, index].tolist())])
+    return text.getvalue().encode()
+
+
 def parameters(model: nn.Module) -> dict[str, list[float]]:
     """The model's weights as lists, when there are few enough to print (the toy set's w and b)."""
     if sum(p.numel() for p in model.parameters()) > 8:

@@ -42,8 +42,10 @@ from src.interrupt import Interrupted, StopSignals
 from src.metrics import TEST_ACCURACY_PER_CLASS, TRAIN_LR
 from src.outputs import RunRecorder, hyperparameters, override_key, run_name
 from src.report import (
+    COEFFICIENTS_FILE,
     PREDICTIONS_FILE,
     accuracy_per_class,
+    coefficients_table,
     confusion_counts,
     parameters,
     per_class_scalars,
@@ -259,9 +261,10 @@ class RunPolicy:
             recorder.record_tensorboard_only(recorder.epochs, per_class_scalars(per_class))
         if data.test is not None and data.test.labels is None:
             extra["predictions"] = predictions(model, head, data.test.inputs)
-        table = predictions_table(model, head, data)
-        if table is not None:
-            write_atomically(self.context.run_dir / PREDICTIONS_FILE, table)
+        for name, table in ((PREDICTIONS_FILE, predictions_table(model, head, data)),
+                            (COEFFICIENTS_FILE, coefficients_table(model, data))):  # fmt: skip
+            if table is not None:
+                write_atomically(self.context.run_dir / name, table)
         pictures = run_pictures(model, head, data, recorder.history, counts, self.start.run_name)
         for picture_name, image in pictures.items():
             recorder.picture(picture_name, image, epochs)

@@ -65,10 +65,12 @@ def load_csv(
             names.append(name)
     inputs = torch.tensor(columns, dtype=torch.float64).T.contiguous()
     splits = split_rows(len(rows), val_fraction, test_fraction, seed, file)
+    scaling = [(0.0, 1.0)] * len(names)
     if standardize and numeric:  # one-hot columns stay 0 and 1
-        inputs[:, numeric] = standardized(
-            inputs[:, numeric], splits["train"], [names[i] for i in numeric], file
-        )
+        mean, std = column_statistics(inputs[:, numeric], splits["train"], [names[i] for i in numeric], file)
+        inputs[:, numeric] = (inputs[:, numeric] - mean) / std
+        for position, m, s in zip(numeric, mean.tolist(), std.tolist(), strict=True):
+            scaling[position] = (m, s)
     parts = {
         name: Split(inputs[index].float(), torch.tensor(labels)[index]) if len(index) else None
         for name, index in splits.items()
@@ -76,7 +78,7 @@ def load_csv(
     train = parts["train"]
     assert train is not None
     return ClassificationData(train=train, val=parts["val"], test=parts["test"], class_names=class_names,
-                              feature_names=tuple(names))  # fmt: skip
+                              feature_names=tuple(names), feature_scaling=tuple(scaling))  # fmt: skip
 
 
 def read_table(file: Path) -> tuple[list[str], list[list[str]], list[int]]:
@@ -185,8 +187,10 @@ def split_rows(
             "test": order[:num_test]}  # fmt: skip
 
 
-def standardized(inputs: torch.Tensor, train: torch.Tensor, names: list[str], file: Path) -> torch.Tensor:
-    """Each column centred and scaled by its training rows' mean and standard deviation."""
+def column_statistics(
+    inputs: torch.Tensor, train: torch.Tensor, names: list[str], file: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's mean and standard deviation over the training rows (what standardizes it)."""
     mean, std = inputs[train].mean(dim=0), inputs[train].std(dim=0, correction=0)
     constant = [name for name, value in zip(names, std.tolist(), strict=True) if value == 0.0]
     if constant:
@@ -194,4 +198,4 @@ def standardized(inputs: torch.Tensor, train: torch.Tensor, names: list[str], fi
             f"{file}: column {constant[0]!r} is constant in the training rows, so it cannot be standardized; "
             "drop it from dataset.features, or set dataset.standardize=false"
         )
-    return (inputs - mean) / std
+    return mean, std

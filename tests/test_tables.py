@@ -6,7 +6,7 @@ import torch
 
 from src.errors import DataError
 from src.tables import load_csv
-from tests.helpers import command, read_metrics
+from tests.helpers import command, read_metrics, train_here
 
 SETTINGS = dict(features=None, positive=None, categorical=[], standardize=True, val_fraction=0.0,
                 test_fraction=0.0)  # fmt: skip
@@ -128,3 +128,29 @@ def test_a_table_trains_from_the_command_line_with_its_recipe(tmp_path):
         "error: dataset.path, dataset.target must be given: add dataset.path=... dataset.target=... to the "
         "command line"
     )
+
+
+def test_a_converged_logistic_fit_writes_the_maximum_likelihood_coefficients_in_the_features_units(tmp_path):
+    # An unregularized full-batch LBFGS fit on a table reaches the maximum-likelihood estimate, the same
+    # as scikit-learn's LogisticRegression without penalty, and coefficients.csv states it in the
+    # columns' own units (the standardization undone).
+    import csv
+
+    import numpy as np
+
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(40, 12, 400), rng.normal(3, 0.5, 400)])
+    y = (rng.random(400) < 1 / (1 + np.exp(-(0.08 * (x[:, 0] - 40) - 1.5 * (x[:, 1] - 3))))).astype(int)
+    lines = ["age,dose,outcome"] + [f"{a:.6f},{d:.6f},{t}" for (a, d), t in zip(x, y, strict=True)]
+    path = table(tmp_path, "\n".join(lines) + "\n")
+    run_dir = tmp_path / "run"
+    every_row = ["dataset.val_fraction=0", "dataset.test_fraction=0", "objective.metric=train/loss"]
+    own = ["dataset=csv", f"dataset.path={path}", "dataset.target=outcome", *every_row]
+    train_here(run_dir, *own, "optimizer=lbfgs", "trainer.epochs=30")
+    with (run_dir / "coefficients.csv").open() as file:
+        got = {row["feature"]: float(row["weight"]) for row in csv.DictReader(file)}
+    fit = linear_model.LogisticRegression(penalty=None, tol=1e-12, max_iter=10_000).fit(x, y)
+    assert list(got) == ["(intercept)", "age", "dose"]
+    assert got["(intercept)"] == pytest.approx(fit.intercept_[0], abs=1e-3)
+    assert [got["age"], got["dose"]] == pytest.approx(fit.coef_[0].tolist(), abs=1e-3)
