@@ -19,6 +19,7 @@ import fcntl
 import functools
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -372,7 +373,8 @@ def mean_band(
     curves: list[list[tuple[int, float]]],
 ) -> tuple[list[tuple[int, float]], list[tuple[int, float, float]]]:
     """The mean curve of several runs and its ±1 standard deviation band, step by step (a step that
-    fewer runs reached, as when some stopped early, is averaged over those that did)."""
+    fewer runs reached, as when some stopped early, is averaged over those that did). Where no run
+    went below zero (a loss), neither does the band."""
     values: dict[int, list[float]] = {}
     for curve in curves:
         for step, value in curve:
@@ -382,7 +384,8 @@ def mean_band(
         average, std = mean_std(values[step])
         mean.append((step, average))
         if std is not None:
-            band.append((step, average - std, average + std))
+            floor = 0.0 if min(values[step]) >= 0 else -math.inf
+            band.append((step, max(average - std, floor), average + std))
     return mean, band
 
 

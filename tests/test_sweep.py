@@ -145,6 +145,9 @@ def test_the_sweep_figure_draws_mean_curves_in_standard_deviation_bands(tmp_path
     assert mean_band([[(0, 1.0), (1, 2.0)], [(0, 3.0), (1, 4.0)], [(0, 5.0)]]) == (
         [(0, 3.0), (1, 3.0)], [(0, 1.0, 5.0), (1, 3.0 - math.sqrt(2), 3.0 + math.sqrt(2))]
     )  # fmt: skip
+    (_, low, high), *_ = mean_band([[(0, 0.1)], [(0, 0.1)], [(0, 2.0)]])[1]  # a loss: never below zero
+    assert low == 0.0 and high == pytest.approx(0.7333333 + 1.0969655)
+    assert mean_band([[(0, -1.0)], [(0, 1.0)]])[1] == [(0, -math.sqrt(2), math.sqrt(2))]  # may go below 0
     rows, _ = write_summary(tmp_path, "val/loss", "minimize")
     figure = write_sweep_figure(tmp_path, rows, "val/loss", seed_groups(rows))
     assert figure == tmp_path / "sweep_curves.png" and (tmp_path / "sweep_curves_jobs.png").is_file()
