@@ -69,6 +69,17 @@ class ClassificationData:
         )
 
 
+def seeded_split(count: int, seed: int, held_out: dict[str, float]) -> dict[str, Tensor]:
+    """Indices of `count` examples, split by one permutation seeded by `seed`: each held-out split in
+    turn takes its fraction (rounded) from the front, and "train" the rest (which may be empty)."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    splits, start = {}, 0
+    for name, fraction in held_out.items():
+        size = round(count * fraction)
+        splits[name], start = order[start : start + size], start + size
+    return splits | {"train": order[start:]}
+
+
 def load_toy(
     inputs: list[float], labels: list[int], predict_inputs: list[float], seed: int = 0
 ) -> ClassificationData:
@@ -240,16 +251,14 @@ def load_images(
 
     train = splits["train"]
     assert train.labels is not None
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(train), generator=generator)
-    num_val = round(len(train) * val_fraction)
-    if num_val >= len(train):
+    indices = seeded_split(len(train), seed, {"val": val_fraction})
+    if not len(indices["train"]):
         raise DataError(
             f"dataset.val_fraction={val_fraction} leaves no training examples of the {len(train)}; "
             "use a smaller fraction, such as 0.1"
         )
-    val_idx, train_idx = order[:num_val], order[num_val:]
-    val = Split(train.inputs[val_idx], train.labels[val_idx]) if num_val > 0 else None
+    val_idx, train_idx = indices["val"], indices["train"]
+    val = Split(train.inputs[val_idx], train.labels[val_idx]) if len(val_idx) else None
     return ClassificationData(
         train=Split(train.inputs[train_idx], train.labels[train_idx]),
         val=val,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from src.data import ClassificationData, Split
+from src.data import ClassificationData, Split, seeded_split
 from src.errors import DataError
 
 SNIFF_BYTES = 64 * 1024
@@ -64,15 +64,21 @@ def load_csv(
             numeric.append(len(names))
             names.append(name)
     inputs = torch.tensor(columns, dtype=torch.float64).T.contiguous()
-    splits = split_rows(len(rows), val_fraction, test_fraction, seed, file)
+    splits = seeded_split(len(rows), seed, {"test": test_fraction, "val": val_fraction})
+    if not len(splits["train"]):
+        raise DataError(
+            f"{file} has {len(rows)} rows: dataset.val_fraction={val_fraction} and dataset.test_fraction="
+            f"{test_fraction} leave none to train on; use smaller fractions"
+        )
     scaling = [(0.0, 1.0)] * len(names)
     if standardize and numeric:  # one-hot columns stay 0 and 1
         mean, std = column_statistics(inputs[:, numeric], splits["train"], [names[i] for i in numeric], file)
         inputs[:, numeric] = (inputs[:, numeric] - mean) / std
         for position, m, s in zip(numeric, mean.tolist(), std.tolist(), strict=True):
             scaling[position] = (m, s)
+    label_tensor = torch.tensor(labels)
     parts = {
-        name: Split(inputs[index].float(), torch.tensor(labels)[index]) if len(index) else None
+        name: Split(inputs[index].float(), label_tensor[index]) if len(index) else None
         for name, index in splits.items()
     }
     train = parts["train"]
@@ -170,21 +176,6 @@ def number(file: Path, text: str, line: int, column: str) -> float:
     if not math.isfinite(value):
         raise DataError(f"{file}, line {line}, column {column!r}: {text!r} is not a finite number")
     return value
-
-
-def split_rows(
-    count: int, val_fraction: float, test_fraction: float, seed: int, file: Path
-) -> dict[str, torch.Tensor]:
-    """Row indices of each split, from one seeded permutation: test first, then validation."""
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    num_test, num_val = round(count * test_fraction), round(count * val_fraction)
-    if num_test + num_val >= count:
-        raise DataError(
-            f"{file} has {count} rows: dataset.val_fraction={val_fraction} and dataset.test_fraction="
-            f"{test_fraction} leave none to train on; use smaller fractions"
-        )
-    return {"train": order[num_test + num_val :], "val": order[num_test : num_test + num_val],
-            "test": order[:num_test]}  # fmt: skip
 
 
 def column_statistics(
