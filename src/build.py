@@ -186,15 +186,4 @@ def identity(cfg: DictConfig, data: ClassificationData | None = None) -> dict[st
         "dataset": OmegaConf.to_yaml(OmegaConf.create({**dataset, "seed": cfg.seed})),
         "optimizer": str(cfg.optimizer._target_),
         "scheduler": "none" if cfg.scheduler is None else str(cfg.scheduler._target_),
-    } | ({"training data": fingerprint(data)} if data is not None else {})
-
-
-def fingerprint(data: ClassificationData) -> str:
-    """The splits' sizes and a checksum of their examples (cheap: one sum per split)."""
-    parts = []
-    for name, split in (("train", data.train), ("val", data.val), ("test", data.test)):
-        if split is None:
-            continue
-        labels = "" if split.labels is None else f", labels {int(split.labels.sum())}"
-        parts.append(f"{name}: {len(split)} examples, sum {float(split.inputs.double().sum()):.9g}{labels}")
-    return "; ".join(parts)
+    } | ({"training data": data.fingerprint} if data is not None else {})

@@ -3,6 +3,7 @@
 Everything is loaded, scaled and flattened once; the trainer then slices tensors, with no per-sample work.
 """
 
+import functools
 import logging
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -58,6 +59,20 @@ class ClassificationData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The splits' sizes and a checksum of their examples, which a resumed run's data must match
+        (a dataset.root that moved must hold the same files). Summed in float64, so that the order of
+        the sum (threads) cannot change it; once per data object, which the runs of a stack share."""
+        parts = []
+        for name, split in (("train", self.train), ("val", self.val), ("test", self.test)):
+            if split is None:
+                continue
+            labels = "" if split.labels is None else f", labels {int(split.labels.sum())}"
+            total = float(split.inputs.sum(dtype=torch.float64))
+            parts.append(f"{name}: {len(split)} examples, sum {total:.9g}{labels}")
+        return "; ".join(parts)
 
     def to(self, device: torch.device) -> "ClassificationData":
         """The same data on `device`; moved once so that training never copies."""
