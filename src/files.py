@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise OutputError(f"cannot write {path}: {error.strerror or error}; {_advice(error)}") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def remove_unused(folder: Path, leftover: Callable[[Path], bool]) -> None:
+    """Remove `folder` if every file in it is a `leftover` of a command that was refused (and them with
+    it); a folder holding anything else, or that cannot be removed, stays as it is."""
+    try:
+        entries = list(folder.iterdir())
+        if all(entry.is_file() and leftover(entry) for entry in entries):
+            for entry in entries:
+                entry.unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # not ours to clean after all: it stays
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.console import tensorboard_command
 from src.errors import ConfigError, UserError, find_user_error
 from src.events import read_scalars
-from src.files import write_atomically
+from src.files import remove_unused, write_atomically
 from src.metrics import SCALARS, TRAIN_LOSS, TRAIN_LR, Direction
 from src.stats import SIGNIFICANCE, mean_std, welch_p_value
 
@@ -396,17 +396,8 @@ UNSTARTED = {SWEEP_RECORD, "multirun.yaml"}  # what a sweep folder holds before 
 def forget_unstarted_sweep() -> None:
     """Remove the sweep folder this process made, if no job started in it: a refused sweep (a config
     Hydra cannot compose for a job, a refused check) leaves nothing behind."""
-    sweep_dir = _new_sweep_dir
-    if sweep_dir is None or not sweep_dir.is_dir():
-        return
-    try:
-        entries = list(sweep_dir.iterdir())
-        if all(entry.name in UNSTARTED and entry.is_file() for entry in entries):
-            for entry in entries:
-                entry.unlink()
-            sweep_dir.rmdir()
-    except OSError:
-        pass  # not empty after all, or not ours to remove: it stays
+    if _new_sweep_dir is not None and _new_sweep_dir.is_dir():
+        remove_unused(_new_sweep_dir, lambda file: file.name in UNSTARTED)
 
 
 class SweepSummary(Callback):

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from src.cli import HeldRunLog, exit_with, run_guarded
 from src.config import major_minor, register_configs
 from src.errors import TrainingDiverged
+from src.files import remove_unused
 from src.interrupt import end_with_parent_process, mark_app_process
 from src.run import RunContext, announce_job, conclude, prepare_run, record_failure, write_run_files
 from src.rundir import job_status, previous_run, read_run_metrics
@@ -139,18 +140,6 @@ def is_sweep_preset(sweeper: DictConfig) -> bool:
     return sweeper.get("_target_") == SEARCH_SWEEPER or bool(sweeper.get("params"))
 
 
-def remove_if_unused(run_dir: Path) -> None:
-    """Remove a run directory made for a refused command: only if it holds at most an empty log."""
-    try:
-        entries = list(run_dir.iterdir())
-        if all(entry.name == "train.log" and entry.stat().st_size == 0 for entry in entries):
-            for entry in entries:
-                entry.unlink()
-            run_dir.rmdir()
-    except OSError:
-        pass  # not ours to clean after all: it stays
-
-
 def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | FailedRun:
     """`train` under the entry point's policy (src/cli.py): a refusal before the run starts writes
     nothing (a run directory made for it goes again), nor does any failure in a directory that holds an
@@ -168,8 +157,10 @@ def run_command(cfg: DictConfig, context: RunContext) -> dict[str, Any] | Failed
     def fail(reason: str, refused: bool) -> None:
         if refused and not accepted and not context.in_sweep:  # nothing ran: leave no trace
             run_log.release(keep=False)
-            if fresh:
-                remove_if_unused(context.run_dir)
+            if fresh:  # the run directory made for it: at most an empty log
+                remove_unused(
+                    context.run_dir, lambda file: file.name == "train.log" and not file.stat().st_size
+                )
         elif accepted or fresh:  # an earlier run's files stay as they were
             run_log.release()
             record_failure(cfg, context, reason)
