@@ -26,6 +26,13 @@ from src.files import write_atomically
 Curve = list[tuple[int, float]]
 
 
+def misfit(path: Path, error: Exception, advice: str) -> "CheckpointError":
+    """A checkpoint whose tensors do not fit the run it claims to be of (damaged, or edited), as the
+    one line that says so: torch's reason, then `advice`."""
+    said = " ".join(str(error).split())
+    return CheckpointError(f"{path} does not fit this run ({said[:300]}); {advice}")
+
+
 class CheckpointError(UserError):
     """A checkpoint that is missing, unsafe, damaged, or from a different experiment."""
 

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.build import build_components, identity
-from src.checkpoint import CheckpointError, RunState
+from src.checkpoint import CheckpointError, RunState, misfit
 from src.cli import run_guarded
 from src.config import register_configs
 from src.errors import UserError
@@ -48,9 +48,7 @@ def evaluate_checkpoint(ckpt_path: Path, inputs: list[float] | None = None) -> d
     try:
         parts.model.load_state_dict(state.model)
     except (RuntimeError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"{ckpt_path} does not fit its run's model ({' '.join(str(error).split())[:300]})"
-        ) from None
+        raise misfit(ckpt_path, error, "evaluate a checkpoint of the run it sits in") from None
     results: dict[str, Any] = {"epochs": state.epoch}
     results |= test_metrics(parts.model, parts.head, parts.data)
     counts = confusion_counts(parts.model, parts.head, parts.data)

@@ -31,7 +31,7 @@ from src.build import (
     identity,
     step_scheduler,
 )
-from src.checkpoint import CheckpointError, RunState
+from src.checkpoint import CheckpointError, RunState, misfit
 from src.config import validate
 from src.console import config_tree, summary
 from src.data import ClassificationData
@@ -340,7 +340,9 @@ def resume_or_refuse(
     try:
         changes = state.restore(parts.model, optimizer, shuffle, scheduler, stopping)
     except (RuntimeError, KeyError, ValueError, TypeError) as error:  # torch's load_state_dict: damaged
-        raise damaged_checkpoint(resume_from, error) from None
+        raise misfit(
+            resume_from, error, "resume from a run's own checkpoints/last.pt, or start a new run directory"
+        ) from None
     for change in changes + trainer_changes(resume_from, cfg):
         log.info(f"{change} (the command line wins)")
     log.info(f"resuming from {resume_from} after epoch {state.epoch}")
@@ -348,15 +350,6 @@ def resume_or_refuse(
     own = resume_from == context.checkpoint_path
     name = state.run_name if own else run_name(context.overrides, context.swept)
     return Start(name, state.epoch, state.metrics, state.history, state.best)
-
-
-def damaged_checkpoint(path: Path, error: Exception) -> CheckpointError:
-    """A checkpoint whose tensors do not fit the run it claims to be of (damaged, or edited)."""
-    said = " ".join(str(error).split())
-    return CheckpointError(
-        f"{path} does not fit this run ({said[:300]}); resume from a run's own checkpoints/last.pt, or "
-        "start a new run directory"
-    )
 
 
 def trainer_changes(checkpoint: Path, cfg: DictConfig) -> list[str]:
