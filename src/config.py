@@ -384,10 +384,11 @@ def register_configs() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
-def missing_keys(cfg: DictConfig) -> list[str]:
-    """The keys whose value is `???` (OmegaConf's mandatory value), as dotted paths."""
+def missing_keys(container: Any) -> list[str]:
+    """The keys whose value is `???` (OmegaConf's mandatory value) in a config's container, as dotted
+    paths."""
     found: list[str] = []
-    pending: list[tuple[str, Any]] = [("", OmegaConf.to_container(cfg, resolve=False))]
+    pending: list[tuple[str, Any]] = [("", container)]
     while pending:
         path, node = pending.pop()
         for key, value in node.items() if isinstance(node, dict) else ():
@@ -415,11 +416,12 @@ def validate(cfg: DictConfig) -> None:
     """Refuse keys no schema has (Hydra lets `+trainer.epoch=5` add one), then run every schema's own
     checks on the composed config; ConfigError names the key at fault."""
     refuse_unknown_keys(cfg)
-    missing = sorted(missing_keys(cfg))
+    values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # `???` stays as it is
+    missing = sorted(missing_keys(values))
     if missing:  # `???` in an option's YAML: the user's to give (dataset=csv: its path and target)
         given = " ".join(f"{key}=..." for key in missing)
         raise ConfigError(f"{', '.join(missing)} must be given: add {given} to the command line")
-    refuse_non_finite(OmegaConf.to_container(cfg, resolve=True))
+    refuse_non_finite(values)
     pending: list[Any] = [OmegaConf.to_object(cfg)]
     while pending:
         node = pending.pop(0)
