@@ -4,7 +4,7 @@ dependency only), and the calibration error counted by hand."""
 import pytest
 import torch
 
-from src.scores import CALIBRATION_BINS, expected_calibration_error, scores
+from src.scores import BINARY, CALIBRATION_BINS, MULTICLASS, expected_calibration_error, scores
 
 metrics = pytest.importorskip("sklearn.metrics")
 
@@ -22,6 +22,7 @@ def binary_case(seed, ties):
 def test_binary_scores_equal_scikit_learns(seed, ties):
     probabilities, labels = binary_case(seed, ties)
     got = scores(probabilities, labels)
+    assert tuple(got) == BINARY
     y, p = labels.numpy(), probabilities[:, 1].double().numpy()
     predicted = (p >= 0.5).astype(int)
     expected = {
@@ -43,6 +44,7 @@ def test_multiclass_scores_equal_scikit_learns():
     logits = torch.randn(400, 4, generator=generator) + 1.5 * torch.nn.functional.one_hot(labels, 4)
     probabilities = logits.softmax(dim=1)
     got = scores(probabilities, labels)
+    assert tuple(got) == MULTICLASS
     y, p = labels.numpy(), probabilities.double().numpy()
     assert got["f1_macro"] == pytest.approx(metrics.f1_score(y, p.argmax(1), average="macro"), abs=1e-4)
     assert got["roc_auc_ovr"] == pytest.approx(metrics.roc_auc_score(y, p, multi_class="ovr"), abs=1e-4)

@@ -98,9 +98,9 @@ def parse_search_space(lines: list[str]) -> SearchSpace:
             continue
         try:
             distribution, texts = to_distribution(override)
+        except SearchError:
+            raise
         except ValueError as error:  # Optuna's own check of a distribution (a log scale from 0, ...)
-            if isinstance(error, SearchError):
-                raise
             reason = str(error).replace("`", "")
             raise SearchError(f"{key}: {override.input_line} cannot be sampled ({reason})") from None
         distributions[key] = distribution
