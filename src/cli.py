@@ -6,11 +6,12 @@ failing job is recorded as failed and returned as a FailedRun, so the other jobs
 the user asked for (Ctrl-C, kill) ends the sweep.
 """
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from src.errors import find_user_error
 from src.sweep import FailedRun
@@ -55,6 +56,30 @@ def run_guarded(
 def exit_with(code: int) -> NoReturn:
     logging.shutdown()  # flush the run's log before leaving
     sys.exit(code)
+
+
+class RunLogFile(logging.FileHandler):
+    """The run's train.log (conf/hydra/job_logging/run_log.yaml). A file that cannot be written (a full
+    disk) says so in one line and is left alone, instead of logging's traceback under every line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        self.failed = True
+        print(f"warning: cannot write {self.baseFilename} ({error.strerror or error}); the rest of this "
+              "run's log goes to the terminal only", file=sys.stderr)  # fmt: skip
+        with contextlib.suppress(OSError):  # a buffer that cannot be flushed: given up either way
+            self.close()
 
 
 class HeldRunLog:

@@ -1,5 +1,6 @@
 """Writing a run's files so that a reader, or a crash, never sees half of one."""
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -20,7 +21,7 @@ def write_atomically(path: Path, data: bytes) -> None:
             file.write(data)
         os.replace(temporary, path)  # atomic on POSIX
     except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error}; {_advice(error)}") from None
+        raise output_error(error, path) from None
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -42,9 +43,13 @@ def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
     write_atomically(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
-def _advice(error: OSError) -> str:
-    import errno
+def output_error(error: OSError, path: Path | str | None = None) -> OutputError:
+    """The one line for a file of the run that cannot be written, and what to do about it."""
+    where = path or error.filename or "the run's files"
+    return OutputError(f"cannot write {where}: {error.strerror or error}; {_advice(error)}")
 
+
+def _advice(error: OSError) -> str:
     if error.errno == errno.ENOSPC:
         return "free some disk space, then resume the run"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -462,7 +462,8 @@ def record_failure(cfg: DictConfig, context: RunContext, reason: str) -> None:
             write_run_record(cfg, context)
             write_json_atomically(path, {"status": "failed", "reason": reason, "epochs": 0})
         except OutputError as error:  # the disk that failed the run may fail this too: say so, once
-            log.warning(f"(the failure could not be recorded: {error})")
+            if str(error) != reason:  # not the line that says why the run failed, again
+                log.warning(f"(the failure could not be recorded: {error})")
 
 
 def conclude(

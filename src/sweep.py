@@ -22,10 +22,12 @@ import logging
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -137,9 +139,19 @@ def job_number(hydra_yaml: Path) -> int | None:
     return number if isinstance(number, int) else None
 
 
-def read_job(job_dir: Path) -> tuple[list[str], dict[str, Any]]:
+@dataclass(frozen=True)
+class JobReport:
+    """What a failed job returned to the sweep's process (Hydra's on_job_end): kept for a job whose own
+    files could not be written."""
+
+    overrides: list[str]
+    reason: str
+
+
+def read_job(job_dir: Path, reported: JobReport | None = None) -> tuple[list[str], dict[str, Any]]:
     """A job's overrides and metrics.json; a damaged file makes a failed row saying which, not a lost
-    summary."""
+    summary. `reported`: what the job returned to this process, for a job that could not write its
+    files (a full disk)."""
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     try:
         held = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
@@ -147,6 +159,8 @@ def read_job(job_dir: Path) -> tuple[list[str], dict[str, Any]]:
     except Exception:
         overrides = []
     metrics_file = job_dir / "metrics.json"
+    if not metrics_file.is_file() and reported is not None:  # it ended, but could not record how
+        return overrides or reported.overrides, {"status": "failed", "reason": reported.reason}
     if not metrics_file.is_file():  # killed before it could write anything (out of memory, time limit, ...)
         return overrides, {"status": "failed", "reason": "no metrics.json: the job was killed"}
     try:
@@ -160,11 +174,11 @@ def read_job(job_dir: Path) -> tuple[list[str], dict[str, Any]]:
     return overrides, metrics
 
 
-def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+def collect_jobs(sweep_dir: Path, reported: dict[int, JobReport] | None = None) -> list[dict[str, Any]]:
     """One row per job folder: its number, overrides, status and final metrics."""
     rows = []
     for number, job_dir in job_folders(sweep_dir):
-        overrides, metrics = read_job(job_dir)
+        overrides, metrics = read_job(job_dir, (reported or {}).get(number))
         rows.append({**metrics, "job": number, "overrides": " ".join(overrides), "folder": job_dir})
     return rows
 
@@ -184,14 +198,18 @@ EARLY_STOPPING = ("best_epoch", "stopped_early")  # metrics.json keys of runs wi
 
 
 def write_summary(
-    sweep_dir: Path, metric: str, direction: str, by_config: bool = True
+    sweep_dir: Path,
+    metric: str,
+    direction: str,
+    by_config: bool = True,
+    reported: dict[int, JobReport] | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Write summary.csv (every override, full precision) and summary.md (the overrides that vary,
     4 significant digits) into `sweep_dir`; returns the ranked rows and the table.
 
     With `by_config` and jobs that repeat a configuration over seeds, summary.md also gets the table by
     configuration, which goes to summary_by_config.csv as well."""
-    rows = rank(collect_jobs(sweep_dir), metric, direction)
+    rows = rank(collect_jobs(sweep_dir, reported), metric, direction)
     present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
     added = [key for key in (TRAIN_LR, *EARLY_STOPPING) if any(key in row for row in rows)]
     columns = ["rank", "job", "overrides", "status", *dict.fromkeys(present), "epochs", "reason", *added]
@@ -406,6 +424,14 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         self._lock: int | None = None  # the sweep folder, held while the sweep runs
+        self._failed: dict[int, JobReport] = {}  # jobs run in this process that failed, by number
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Keep why a job failed: a job that cannot write its files (a full disk) has nothing else to
+        say it. Jobs in other processes (joblib, SLURM) call their own copy of this callback."""
+        if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, FailedRun):
+            overrides = list(job_return.overrides or [])
+            self._failed[config.hydra.job.num] = JobReport(overrides, job_return.return_value.reason)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -472,7 +498,7 @@ class SweepSummary(Callback):
             forget_unstarted_sweep()
             return
         try:
-            rows = summarize(config, sweep_dir)
+            rows = summarize(config, sweep_dir, self._failed)
         except OSError as error:  # a full disk, a read-only folder: the jobs' own files are all there
             print(f"error: could not write the sweep's summary into {sweep_dir} ({error.strerror or error}); "
                   "each job's results are in its folder: free space or make it writable, then rerun "
@@ -489,14 +515,16 @@ class SweepSummary(Callback):
             sys.exit(1)
 
 
-def summarize(config: DictConfig, sweep_dir: Path) -> list[dict[str, Any]]:
+def summarize(
+    config: DictConfig, sweep_dir: Path, reported: dict[int, JobReport] | None = None
+) -> list[dict[str, Any]]:
     """summary.md/.csv and the figure of a sweep, printed too; returns its rows."""
     objective = config.objective
     direction = Direction(objective.direction).value
     seeds = (
         "optuna" not in str(config.hydra.get("sweeper", {}).get("_target_", "")).lower()
     )  # trials: no seed groups
-    rows, table = write_summary(sweep_dir, objective.metric, direction, by_config=seeds)
+    rows, table = write_summary(sweep_dir, objective.metric, direction, by_config=seeds, reported=reported)
     groups = seed_groups(rows) if seeds else {}
     if groups:  # the figure's lines in the order of the table by configuration
         order = [c["config"] for c in summarize_configs(groups, objective.metric, direction, [])]

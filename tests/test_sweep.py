@@ -663,3 +663,88 @@ def test_joblib_with_no_workers_is_refused_before_the_sweep():
 
     with pytest.raises(ConfigError, match=r"hydra.launcher.n_jobs=0 runs no job; give the number of workers"):
         check_once(compose_with_hydra("hydra/launcher=joblib", "hydra.launcher.n_jobs=0"))
+
+
+def test_a_job_that_could_not_write_its_files_is_summarized_with_the_reason_it_returned(tmp_path, capsys):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    config = finished_sweep(tmp_path, ["completed"])
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "train.log").write_text("")  # all a job on a full disk could leave
+    reason = f"cannot write {tmp_path}/1/metrics.json: No space left on device; free some disk space"
+    ended = JobReturn(
+        overrides=["optimizer.lr=0.2"], status=JobStatus.COMPLETED, _return_value=FailedRun(reason)
+    )
+    summary = SweepSummary()
+    summary.on_job_end(OmegaConf.create({"hydra": {"job": {"num": 1}}}), ended)
+    with pytest.raises(SystemExit):
+        summary.on_multirun_end(config)
+    rows = {int(row["job"]): row for row in csv.DictReader((tmp_path / "summary.csv").open())}
+    assert rows[1]["status"] == "failed" and rows[1]["reason"] == reason  # not "the job was killed"
+    assert rows[1]["overrides"] == "optimizer.lr=0.2"
+    assert "error: 1 of 2 jobs failed" in capsys.readouterr().err
+
+
+def test_a_write_that_fails_for_want_of_space_is_the_users_one_line_wherever_it_happens():
+    import errno
+
+    from src.errors import OutputError, find_user_error
+
+    wrapped = RuntimeError("while flushing an event file")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    found = find_user_error(wrapped)
+    assert isinstance(found, OutputError)
+    assert (
+        str(found)
+        == "cannot write the run's files: No space left on device; free some disk space, then resume the run"
+    )
+    assert find_user_error(OSError(errno.ENOENT, "No such file or directory")) is None  # not a write failure
+
+
+def test_a_run_log_on_a_full_disk_says_so_once_instead_of_a_traceback_per_line(capsys):
+    import logging
+
+    from src.cli import RunLogFile
+
+    handler = RunLogFile("/dev/full")  # every write: No space left on device
+    logger = logging.getLogger("tests.full_disk")
+    logger.addHandler(handler)
+    try:
+        for line in range(5):
+            logger.warning("line %d", line)
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert err.splitlines() == [
+        "warning: cannot write /dev/full (No space left on device); the rest of this run's log goes to the "
+        "terminal only"
+    ]
+
+
+@pytest.mark.slow
+def test_a_sweep_that_fills_the_disk_fails_in_one_line_per_job_and_resumes_once_there_is_space(tmp_path):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        data = write_fake_dataset(tmp_path / "data")
+        sweep = ["-m", "dataset=mnist_binary", f"dataset.root={data}", "optimizer.lr=0.1,0.2,0.3,0.4,0.5,0.6",
+                 "trainer.epochs=2", f"hydra.sweep.dir={disk}/sweep"]  # fmt: skip
+        full = command(*sweep)
+        assert full.returncode == 1
+        assert "Logging error" not in full.stderr and "Traceback" not in full.stderr + full.stdout
+        assert "No space left on device" in full.stdout + full.stderr
+        subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
+        resumed = command(*sweep, "resume=true")
+        assert resumed.returncode == 0, resumed.stderr
+        rows = list(csv.DictReader((disk / "sweep" / "summary.csv").open()))
+        assert len(rows) == 6 and {row["status"] for row in rows} == {"completed"}
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
