@@ -150,28 +150,33 @@ class JobReport:
 
 def read_job(job_dir: Path, reported: JobReport | None = None) -> tuple[list[str], dict[str, Any]]:
     """A job's overrides and metrics.json; a damaged file makes a failed row saying which, not a lost
-    summary. `reported`: what the job returned to this process, for a job that could not write its
-    files (a full disk)."""
+    summary. `reported`: why the job failed, as it told this process: it says the status even where the
+    job's files could not say it (a full disk) or still hold an earlier attempt's (a refused resume)."""
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     try:
         held = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
         overrides = [str(line) for line in held] if isinstance(held, list) else []
     except Exception:
         overrides = []
-    metrics_file = job_dir / "metrics.json"
-    if not metrics_file.is_file() and reported is not None:  # it ended, but could not record how
-        return overrides or reported.overrides, {"status": "failed", "reason": reported.reason}
+    metrics = read_metrics(job_dir / "metrics.json")
+    if reported is not None:
+        return overrides or reported.overrides, {**metrics, "status": "failed", "reason": reported.reason}
+    return overrides, metrics
+
+
+def read_metrics(metrics_file: Path) -> dict[str, Any]:
+    """A job's metrics.json, or a failed row saying what is wrong with it."""
     if not metrics_file.is_file():  # killed before it could write anything (out of memory, time limit, ...)
-        return overrides, {"status": "failed", "reason": "no metrics.json: the job was killed"}
+        return {"status": "failed", "reason": "no metrics.json: the job was killed"}
     try:
         metrics = json.loads(metrics_file.read_text())
     except (OSError, ValueError) as error:
-        return overrides, {"status": "failed", "reason": f"metrics.json unreadable ({type(error).__name__})"}
+        return {"status": "failed", "reason": f"metrics.json unreadable ({type(error).__name__})"}
     if not isinstance(metrics, dict):
-        return overrides, {"status": "failed", "reason": "metrics.json holds no metrics"}
+        return {"status": "failed", "reason": "metrics.json holds no metrics"}
     if not isinstance(metrics.get("epochs", 0), int):
-        metrics = {**metrics, "status": "failed", "reason": "metrics.json damaged (epochs is not a number)"}
-    return overrides, metrics
+        return {**metrics, "status": "failed", "reason": "metrics.json damaged (epochs is not a number)"}
+    return metrics
 
 
 def collect_jobs(sweep_dir: Path, reported: dict[int, JobReport] | None = None) -> list[dict[str, Any]]:

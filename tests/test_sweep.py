@@ -748,3 +748,21 @@ def test_a_sweep_that_fills_the_disk_fails_in_one_line_per_job_and_resumes_once_
         assert len(rows) == 6 and {row["status"] for row in rows} == {"completed"}
     finally:
         subprocess.run(["umount", "-l", str(disk)])
+
+
+@pytest.mark.slow
+def test_a_resumed_job_whose_checkpoint_is_damaged_is_a_failed_row_saying_so(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep = ["-m", "optimizer.lr=0.1,0.2", "trainer.epochs=3", f"hydra.sweep.dir={sweep_dir}"]
+    assert command(*sweep).returncode == 0
+    job = sweep_dir / "1"
+    metrics = json.loads((job / "metrics.json").read_text())
+    (job / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))  # as after a Ctrl-C
+    checkpoint = job / "checkpoints" / "last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # cut short
+    resumed = command(*sweep, "resume=true")
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr
+    rows = {int(row["job"]): row for row in csv.DictReader((sweep_dir / "summary.csv").open())}
+    assert rows[0]["status"] == "completed"
+    assert rows[1]["status"] == "failed" and str(checkpoint) in rows[1]["reason"]
+    assert "killed" not in rows[1]["reason"]
