@@ -1,5 +1,6 @@
 """What a person sees in the terminal: the config as a tree, a progress bar, and a closing summary."""
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.metrics import SCALARS, TRAIN_LOSS, VAL_ACCURACY, VAL_LOSS
+
+LOSS_CURVES = (TRAIN_LOSS, VAL_LOSS)  # pinned at the top of TensorBoard's Time Series
 
 
 def config_tree(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
@@ -87,15 +90,21 @@ def summary(metrics: dict[str, Any], run_dir: Path, seconds: float, tensorboard:
     lines.append(f"  {', '.join(files)}")
     if tensorboard:
         logdir = next((folder for folder in run_dir.parents if folder.name == "experiments"), run_dir)
-        lines.append(tensorboard_command(logdir))
+        lines.append(tensorboard_command(logdir, [tag for tag in LOSS_CURVES if tag in metrics]))
     return "\n".join(lines)
 
 
-def tensorboard_command(logdir: Path) -> str:
-    """The line that tells how to look at `logdir` in TensorBoard (relative to here when inside it)."""
+def tensorboard_command(logdir: Path, curves: list[str]) -> str:
+    """The line that tells how to look at `logdir` in TensorBoard (relative to here when inside it),
+    with the address that opens Time Series on the loss `curves`: TensorBoard sorts its tag groups by
+    name, so it would open on `test`, one point per run; its address can pin cards above the groups."""
     if logdir.is_absolute() and logdir.is_relative_to(Path.cwd()):
         logdir = logdir.relative_to(Path.cwd())
-    return f"TensorBoard: tensorboard --logdir {logdir}"
+    from urllib.parse import quote
+
+    pinned = json.dumps([{"plugin": "scalars", "tag": tag} for tag in curves], separators=(",", ":"))
+    address = f"http://localhost:6006/?pinnedCards={quote(pinned, safe='')}#timeseries"
+    return f"TensorBoard: tensorboard --logdir {logdir}\n  then open {address}"
 
 
 class BelowLevel:

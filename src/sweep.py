@@ -31,7 +31,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.console import tensorboard_command
+from src.console import LOSS_CURVES, tensorboard_command
 from src.errors import ConfigError, UserError, find_user_error
 from src.events import read_scalars
 from src.files import remove_unused, write_atomically
@@ -543,7 +543,8 @@ def summarize(
             file.write(f"\n![curves of every job]({figure.name})\n")
     print(table)
     print(f"curves {'by configuration' if groups else 'of every job'}: {figure}")
-    print(tensorboard_command(sweep_dir))  # one command for the whole sweep, not one per job
+    curves = [tag for tag in LOSS_CURVES if any(tag in row for row in rows)]
+    print(tensorboard_command(sweep_dir, curves))  # one command for the whole sweep, not one per job
     return rows
 
 

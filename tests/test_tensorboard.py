@@ -130,3 +130,20 @@ def test_sigkill_after_a_flush_past_the_checkpoint_then_resume_shows_one_curve_e
 
     with tb.fast_loader(tmp_path, lambda p: len(tb.scalars(p, run, "train/loss")) >= saved + 30) as fast:
         assert [step for step, _ in tb.scalars(fast, run, "train/loss")] == expected
+
+
+def test_the_tensorboard_line_gives_an_address_that_opens_on_the_loss_curves(tmp_path):
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    from src.console import tensorboard_command
+
+    command, opening = tensorboard_command(tmp_path, ["train/loss", "val/loss"]).splitlines()
+    assert command == f"TensorBoard: tensorboard --logdir {tmp_path}"
+    address = urlsplit(opening.removeprefix("  then open "))
+    assert (address.netloc, address.fragment) == ("localhost:6006", "timeseries")
+    (pinned,) = parse_qs(address.query)["pinnedCards"]  # TensorBoard's own link format for pinned cards
+    assert json.loads(pinned) == [
+        {"plugin": "scalars", "tag": "train/loss"},
+        {"plugin": "scalars", "tag": "val/loss"},
+    ]
