@@ -1,6 +1,7 @@
 """What a person sees in the terminal: the config as a tree, a progress bar, and a closing summary."""
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,18 @@ def config_tree(cfg: DictConfig, choices: dict[str, str] | None = None) -> str:
     assert isinstance(container, dict)
     walk({str(key): value for key, value in container.items()}, "", "")
     return "\n".join(lines)
+
+
+def readable_override(override: str) -> str:
+    """An override as a person reads it, in a job's line, a table or a legend: booleans `true`/`false`,
+    and the long numbers an Optuna trial samples to 4 significant digits (0.005545996722241045 is
+    0.005546). summary.csv keeps them whole."""
+    key, has_value, value = override.partition("=")
+    if value in ("True", "False"):
+        value = value.lower()
+    elif len(value) > 8 and re.fullmatch(r"[-+]?\d*\.?\d+(e[-+]?\d+)?", value):
+        value = f"{float(value):.4g}"
+    return f"{key}={value}" if has_value else key
 
 
 def yaml_scalar(value: Any) -> str:

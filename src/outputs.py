@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 
+from src.console import readable_override
 from src.events import EventWriter
 from src.files import write_atomically, write_json_atomically
 from src.pictures import png_bytes
@@ -79,12 +80,8 @@ def run_name(overrides: list[str], swept: Collection[str] | None = None) -> str:
         kept = [o for o in kept if override_key(o) in swept] or kept
     parts = []
     for override in kept:
-        key, has_value, value = override.partition("=")
-        if value in ("True", "False"):
-            value = value.lower()
-        elif len(value) > 8 and re.fullmatch(r"[-+]?\d*\.?\d+(e[-+]?\d+)?", value):
-            value = f"{float(value):.4g}"  # an Optuna trial's 0.005545996722241045 is 0.005546
-        elif "/" in value.strip("/"):
+        key, has_value, value = readable_override(override).partition("=")
+        if "/" in value.strip("/"):
             value = value.rstrip("/").rsplit("/", 1)[-1]
         parts.append(f"{key}={value}" if has_value else key)
     name = ",".join(parts) or "defaults"

@@ -18,6 +18,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 Curve = Sequence[tuple[int, float]]
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf"]  # fmt: skip
+GREY = "#c8c8c8"  # the curves past the first len(COLORS), behind them
 CHART_SIZE = (480, 340)
 LEGEND_ROW = 30  # height of one legend line below a chart
 WEIGHT_SCALE = 12  # each of the 28x28 weights becomes a 12x12 block
@@ -54,25 +55,33 @@ def line_chart(
     y_label: str,
     x_label: str = "epoch",
     bands: Mapping[str, Sequence[tuple[int, float, float]]] | None = None,
+    highlighted: int = len(COLORS),
+    rest: str = "{count} more, in grey",
 ) -> Image.Image:
     """Curves on shared axes, with a legend below: one line per curve, in its color; `bands` shades
-    (x, low, high) around the curve of the same name (a spread over seeds)."""
+    (x, low, high) around the curve of the same name (a spread over seeds).
+
+    Only the first `highlighted` curves (the best first) get a colour of their own and a legend row; the
+    others are drawn thin and grey behind them, under one legend row (`rest`, with their count), and do
+    not set the y axis: a job that diverged would flatten every other curve, and twenty colours repeat."""
     curves = {name: [(x, y) for x, y in points if math.isfinite(y)] for name, points in curves.items()}
     curves = {name: points for name, points in curves.items() if points}
+    shown = dict(list(curves.items())[:highlighted])
+    greyed = dict(list(curves.items())[highlighted:])
     bands = {name: [(x, lo, hi) for x, lo, hi in (bands or {}).get(name, []) if math.isfinite(lo + hi)]
-             for name in curves}  # fmt: skip
+             for name in shown}  # fmt: skip
     width, plot_height = CHART_SIZE
-    legend_height = LEGEND_ROW * len(curves) + 10
+    legend_height = LEGEND_ROW * (len(shown) + bool(greyed)) + 10
     image = Image.new("RGB", (width, plot_height + legend_height), "white")
     draw = ImageDraw.Draw(image)
     left, right, top, bottom = 84, width - 22, 74, plot_height - 66
-    draw_title(draw, title, width)
     if not curves:
+        draw_title(draw, title, width)
         draw.text((width // 2, plot_height // 2), "no finite values", fill="gray", font=font(22), anchor="mm")
         return image
 
     xs = [x for points in curves.values() for x, _ in points]
-    ys = [y for points in curves.values() for _, y in points]
+    ys = [y for points in shown.values() for _, y in points]
     ys += [y for band in bands.values() for _, low, high in band for y in (low, high)]
     x_low, x_high = min(xs), max(max(xs), min(xs) + 1)
     y_low, y_high = min(ys), max(ys)
@@ -85,39 +94,57 @@ def line_chart(
             bottom - (y - y_low) / (y_high - y_low) * (bottom - top),
         )
 
-    tick_font = font(20)
-    for y in nice_ticks(y_low, y_high, count=4):
+    y_ticks, x_ticks = nice_ticks(y_low, y_high, count=4), nice_ticks(x_low, x_high, count=4)
+    for y in y_ticks:
         _, py = to_pixel(x_low, y)
         draw.line([(left, py), (right, py)], fill="#e0e0e0", width=2)
-        draw.text((left - 10, py), f"{y:.4g}", fill="#333333", font=tick_font, anchor="rm")
-    for x in nice_ticks(x_low, x_high, count=4):
+    for x in x_ticks:
         px, _ = to_pixel(x, y_low)
         draw.line([(px, top), (px, bottom)], fill="#e0e0e0", width=2)
-        draw.text((px, bottom + 10), f"{x:g}", fill="#333333", font=tick_font, anchor="mt")
-    draw.rectangle([left, top, right, bottom], outline="#444444", width=2)
-    draw.text(((left + right) // 2, bottom + 36), x_label, fill="black", font=font(22), anchor="mt")
-    draw.text((left, top - 8), y_label, fill="black", font=font(22), anchor="lb")
 
+    def draw_curve(points: Curve, color: str, line_width: int) -> None:
+        pixels = [to_pixel(x, y) for x, y in points]
+        if len(pixels) == 1:
+            px, py = pixels[0]
+            radius = line_width + 2
+            draw.ellipse([px - radius, py - radius, px + radius, py + radius], fill=color)
+        else:
+            draw.line(pixels, fill=color, width=line_width, joint="curve")
+
+    for points in greyed.values():
+        draw_curve(points, GREY, 2)
     shade = ImageDraw.Draw(image, "RGBA")  # blends: overlapping bands stay visible
     for index, band in enumerate(bands.values()):
         if len(band) > 1:
-            red, green, blue = ImageColor.getrgb(COLORS[index % len(COLORS)])[:3]
+            red, green, blue = ImageColor.getrgb(COLORS[index])[:3]
             outline = [to_pixel(x, high) for x, _, high in band] + [
                 to_pixel(x, low) for x, low, _ in band[::-1]
             ]
             shade.polygon(outline, fill=(red, green, blue, 48))
-    for index, (name, points) in enumerate(curves.items()):
-        color = COLORS[index % len(COLORS)]
-        pixels = [to_pixel(x, y) for x, y in points]
-        if len(pixels) == 1:
-            px, py = pixels[0]
-            draw.ellipse([px - 6, py - 6, px + 6, py + 6], fill=color)
-        else:
-            draw.line(pixels, fill=color, width=4, joint="curve")
+    for index, points in enumerate(shown.values()):
+        draw_curve(points, COLORS[index], 4)
+    # What went past the axes (a grey job's spike) is cut off at the frame: the margins are painted
+    # over before the title and the ticks are written on them.
+    draw.rectangle([0, 0, width, top - 1], fill="white")
+    draw.rectangle([0, bottom + 1, width, plot_height - 1], fill="white")
+
+    draw_title(draw, title, width)
+    tick_font = font(20)
+    for y in y_ticks:
+        draw.text((left - 10, to_pixel(x_low, y)[1]), f"{y:.4g}", fill="#333333", font=tick_font, anchor="rm")
+    for x in x_ticks:
+        draw.text((to_pixel(x, y_low)[0], bottom + 10), f"{x:g}", fill="#333333", font=tick_font, anchor="mt")
+    draw.rectangle([left, top, right, bottom], outline="#444444", width=2)
+    draw.text(((left + right) // 2, bottom + 36), x_label, fill="black", font=font(22), anchor="mt")
+    draw.text((left, top - 8), y_label, fill="black", font=font(22), anchor="lb")
+
+    legend = [(name, COLORS[index]) for index, name in enumerate(shown)]
+    if greyed:
+        legend.append((rest.format(count=len(greyed)), GREY))
+    for index, (name, color) in enumerate(legend):
         legend_y = plot_height + 4 + LEGEND_ROW * index + LEGEND_ROW // 2
         draw.line([(16, legend_y), (48, legend_y)], fill=color, width=6)
-        label = fit(name, font(20), width - 76)
-        draw.text((58, legend_y), label, fill="black", font=font(20), anchor="lm")
+        draw.text((58, legend_y), fit(name, font(20), width - 76), fill="black", font=font(20), anchor="lm")
     return image
 
 

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.console import LOSS_CURVES, tensorboard_command
+from src.console import LOSS_CURVES, readable_override, tensorboard_command
 from src.errors import ConfigError, UserError, find_user_error
 from src.events import read_scalars
 from src.files import remove_unused, write_atomically
@@ -104,7 +105,7 @@ def varying_keys(sweep_dir: Path) -> list[str]:
 def shown_overrides(overrides: list[str], varying: list[str]) -> str:
     """A job's overrides, keeping only those of the keys that vary (all of them if none is known)."""
     kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in varying] if varying else overrides
-    return " ".join(kept)
+    return " ".join(readable_override(o) for o in kept)
 
 
 def job_line(
@@ -366,21 +367,40 @@ def write_sweep_figure(
     With `groups` (a sweep over seeds, best configuration first), sweep_curves.png draws each
     configuration's mean curve in a ±1 standard deviation band instead, and every job's curve goes to
     sweep_curves_jobs.png."""
-    from src.pictures import line_chart, png_bytes
+    from src.pictures import COLORS, line_chart, png_bytes
 
     tag = metric if not metric.startswith("test/") else TRAIN_LOSS
     shared = set.intersection(*(set(row["overrides"].split()) for row in rows)) if rows else set()
 
-    def label(row: dict[str, Any]) -> str:  # only what tells the jobs apart
-        return " ".join([f"#{row['job']}"] + [o for o in row["overrides"].split() if o not in shared])
+    differing = {o.split("=", 1)[0] for row in rows for o in row["overrides"].split() if o not in shared}
+    short = {key: key.rsplit(".", 1)[-1] for key in differing}  # `lr=`, where no other key ends so
+    if len(set(short.values())) < len(short):
+        short = {key: key for key in differing}
+
+    def label(row: dict[str, Any]) -> str:  # only what tells the jobs apart, as short as it stays clear
+        told = [readable_override(o) for o in row["overrides"].split() if o not in shared]
+        parts = (o.partition("=") for o in told)
+        told = [f"{short[key]}={value}" if has else key for key, has, value in parts]
+        return " ".join([f"#{row['job']}", *told])
 
     by_job = {row["job"]: read_curve(row["folder"], tag) for row in rows}  # read once
     curves = {label(row): by_job[row["job"]] for row in rows}
+    # In colour: the best completed jobs (the rows are ranked); the rest, pruned and failed ones
+    # among them, in grey behind.
+    completed = sum(row.get("status") == "completed" for row in rows)
+    highlighted = min(completed, len(COLORS)) or len(COLORS)
+    unfinished = Counter(row.get("status", "failed") for row in rows[highlighted:])
+    unfinished.pop("completed", None)
+    rest = "{count} more jobs, in grey" + "".join(f", {n} {what}" for what, n in sorted(unfinished.items()))
+
+    def chart(title: str) -> Any:
+        return line_chart(curves, title, tag, highlighted=highlighted, rest=rest)
+
     path = sweep_dir / "sweep_curves.png"
     if not groups:
-        path.write_bytes(png_bytes(line_chart(curves, f"{tag} per job, best first", tag)))
+        path.write_bytes(png_bytes(chart(f"{tag} per job, best first")))
         return path
-    (sweep_dir / "sweep_curves_jobs.png").write_bytes(png_bytes(line_chart(curves, f"{tag} per job", tag)))
+    (sweep_dir / "sweep_curves_jobs.png").write_bytes(png_bytes(chart(f"{tag} per job")))
     means, bands = {}, {}
     for key, group in groups.items():
         seeds = [by_job[row["job"]] for row in group if row.get("status") == "completed"]

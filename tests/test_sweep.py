@@ -766,3 +766,43 @@ def test_a_resumed_job_whose_checkpoint_is_damaged_is_a_failed_row_saying_so(tmp
     assert rows[0]["status"] == "completed"
     assert rows[1]["status"] == "failed" and str(checkpoint) in rows[1]["reason"]
     assert "killed" not in rows[1]["reason"]
+
+
+def test_a_search_figure_colours_the_best_jobs_and_greys_the_rest_with_short_labels(tmp_path):
+    from src.pictures import COLORS, CHART_SIZE, GREY, LEGEND_ROW
+
+    for job in range(14):  # 12 completed, the worst one diverging to a spike; 2 pruned after one epoch
+        lr = 0.001 * (job + 1) + 1e-17 * job  # the long digits Optuna samples
+        status = "pruned" if job >= 12 else "completed"
+        final = 100.0 if job == 11 else 0.1 * job
+        make_job(tmp_path, job, [f"optimizer.lr={lr!r}", f"optimizer.weight_decay={lr / 3!r}"],
+                 {"status": status, "val/loss": final})  # fmt: skip
+        writer = EventWriter(tmp_path / str(job) / "tb")
+        for step, value in enumerate([1.0, 0.5 + 0.05 * job, final][: 1 if status == "pruned" else 3]):
+            writer.scalar("val/loss", value, step)
+        writer.close()
+    rows, _ = write_summary(tmp_path, "val/loss", "minimize", by_config=False)
+    figure = write_sweep_figure(tmp_path, rows, "val/loss")
+    with Image.open(figure) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    width, plot_height = CHART_SIZE
+    assert (
+        pixels.shape[0] == plot_height + LEGEND_ROW * (len(COLORS) + 1) + 10
+    )  # 10 rows, then one for the rest
+    grey = np.array([int(GREY[i : i + 2], 16) for i in (1, 3, 5)])
+    legend_keys = pixels[plot_height + 4 + LEGEND_ROW // 2 :: LEGEND_ROW, 30][: len(COLORS) + 1]
+    coloured = [np.array([int(c[i : i + 2], 16) for i in (1, 3, 5)]) for c in COLORS]
+    assert all((key == colour).all() for key, colour in zip(legend_keys, [*coloured, grey], strict=True))
+    # The y axis is set by the coloured curves: the grey spike to 100 is cut at the frame, and the
+    # coloured ones use the plot's height (their top, 1.0, is near the top of the frame).
+    plot = pixels[74 : plot_height - 66, 84 : width - 22]
+    first = np.array(coloured[0])
+    rows_with_first = np.nonzero((np.abs(plot - first).max(axis=2) <= 2).any(axis=1))[0]
+    assert rows_with_first.min() < 0.2 * plot.shape[0]
+    from src.console import readable_override
+
+    assert readable_override("optimizer.lr=0.0030000000000000005") == "optimizer.lr=0.003"
+    assert (
+        readable_override("trainer.epochs=12") == "trainer.epochs=12"
+        and readable_override("x=True") == "x=true"
+    )

@@ -26,6 +26,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from src.console import readable_override
 from src.sweep import FailedRun
 from src.trial import PRUNED, TRIAL_ENV, PrunedRun
 
@@ -209,6 +210,7 @@ class Outcome:
     state: TrialState
     value: float | None
     note: str
+    told: bool = False  # the job's own line said it already (src.sweep.job_line): not printed twice
 
 
 def outcome(job: JobReturn) -> Outcome:
@@ -219,16 +221,17 @@ def outcome(job: JobReturn) -> Outcome:
     except Exception as error:
         return Outcome(TrialState.FAIL, None, f"failed: {type(error).__name__}: {error}")
     if isinstance(result, PrunedRun):
-        return Outcome(TrialState.PRUNED, None, f"pruned after epoch {result.epoch} ({result.value:.6g})")
+        note = f"pruned after epoch {result.epoch} ({result.value:.6g})"
+        return Outcome(TrialState.PRUNED, None, note, told=True)
     if isinstance(result, FailedRun):
-        return Outcome(TrialState.FAIL, None, repr(result))
+        return Outcome(TrialState.FAIL, None, repr(result), told=True)
     try:
         value = float(result)
     except (TypeError, ValueError) as error:
         return Outcome(TrialState.FAIL, None, f"failed: returned {result!r} ({error})")
     if not math.isfinite(value):
         return Outcome(TrialState.FAIL, None, f"failed: returned {value}")
-    return Outcome(TrialState.COMPLETE, value, f"completed: {value:.6g}")
+    return Outcome(TrialState.COMPLETE, value, f"completed: {value:.6g}", told=True)
 
 
 class OptunaSearch:
@@ -354,7 +357,7 @@ class OptunaSearch:
             # study.optimize; the trial is recorded all the same.
             if not isinstance(study.sampler, optuna.samplers.GridSampler):
                 raise
-        log.info(f"trial {number}: {result.note}")
+        log.log(logging.DEBUG if result.told else logging.INFO, f"trial {number}: {result.note}")
 
     def write_results(self, study: optuna.Study) -> None:
         counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
@@ -369,7 +372,9 @@ class OptunaSearch:
             results |= {"best_trial": None, "best_params": None, "best_value": None}
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         (self.sweep_dir / RESULTS_FILE).write_text(yaml.safe_dump(results, sort_keys=False))
-        log.info(f"best: {results['best_value']} {results['best_params']} (trial {results['best_trial']})")
+        if counts["complete"]:  # as the jobs' lines say it (the file keeps every digit)
+            settings = " ".join(readable_override(f"{key}={value}") for key, value in best.params.items())
+            log.info(f"best: trial {best.number}, {best.value:.4g}: {settings}")
 
 
 def quote(text: str) -> str:
