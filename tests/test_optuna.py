@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import re
 import signal
 import time
@@ -392,3 +393,40 @@ def test_a_search_of_no_trials_is_refused(setting):
     settings = {"n_trials": 4, "n_jobs": 1, setting: 0}
     with pytest.raises(SearchError, match=f"hydra.sweeper.{setting}=0: give at least 1"):
         OptunaSearch(config, launcher=None, **settings)
+
+
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
+def test_a_killed_search_under_joblib_leaves_no_trial_training_and_resumes_its_trials(tmp_path):
+    from tests.helpers import alive, children_of
+
+    sweep_dir = tmp_path / "search"
+    args = ["-m", "hparams_search=optuna_lr", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=none",
+            "trainer.epochs=3000", "trainer.checkpoint_every=50", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    process = launch(*args, output=tmp_path / "killed.log")
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any(sweep_dir.glob("*/checkpoints/last.pt")):
+            log = (tmp_path / "killed.log").read_text()
+            assert time.monotonic() < deadline and process.poll() is None, log
+            time.sleep(0.2)
+        workers += children_of(process.pid)
+        process.send_signal(signal.SIGKILL)  # trials 0 and 1 are running in the workers
+        process.wait(30)
+        deadline = time.monotonic() + 60
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert workers and not any(alive(pid) for pid in workers)  # no orphan trains on beside the resume
+    finally:
+        for pid in [*workers, *children_of(process.pid)]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    resumed = command(*args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    study = saved_study(sweep_dir)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)  # the killed trials were finished
+    rows = summary_rows(sweep_dir)
+    assert sorted(rows) == [0, 1, 2, 3] and {row["status"] for row in rows.values()} == {"completed"}
+    assert study.best_value == min(float(row["train/loss"]) for row in rows.values())

@@ -18,6 +18,8 @@ from src.events import EventWriter
 from src.sweep import FailedRun, SweepSummary, mean_band, seed_groups, write_summary, write_sweep_figure
 from tests import tensorboard_readers as tb
 from tests.helpers import (
+    alive,
+    children_of,
     command,
     event_dir,
     launch,
@@ -590,27 +592,6 @@ def test_resume_in_any_spelling_is_not_part_of_a_configuration():
     assert list(seed_groups(rows)) == ["loss=bce", "loss=ce"]
 
 
-def children_of(pid):
-    """The processes whose parent is `pid` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.slow  # a real process (or several): run by CI's make test-slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_joblib_sweep_leaves_no_worker_training(tmp_path):
@@ -769,7 +750,7 @@ def test_a_resumed_job_whose_checkpoint_is_damaged_is_a_failed_row_saying_so(tmp
 
 
 def test_a_search_figure_colours_the_best_jobs_and_greys_the_rest_with_short_labels(tmp_path):
-    from src.pictures import COLORS, CHART_SIZE, GREY, LEGEND_ROW
+    from src.pictures import CHART_SIZE, COLORS, GREY, LEGEND_ROW
 
     for job in range(14):  # 12 completed, the worst one diverging to a spike; 2 pruned after one epoch
         lr = 0.001 * (job + 1) + 1e-17 * job  # the long digits Optuna samples
