@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-Curve = Sequence[tuple[int, float]]
+Curve = Sequence[tuple[float, float]]  # (x: an epoch, a probability, ..., y)
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf"]  # fmt: skip
 GREY = "#c8c8c8"  # the curves past the first len(COLORS), behind them

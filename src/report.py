@@ -14,7 +14,7 @@ from src.losses import Head
 from src.metrics import TEST, TEST_ACCURACY_PER_CLASS, TRAIN_LOSS, VAL_LOSS, per_class_tag, tagged
 from src.models import LogisticRegression
 from src.pictures import confusion_matrix, line_chart, mistakes_grid, weight_map, weight_templates
-from src.scores import scores
+from src.scores import calibration_bins, expected_calibration_error, scores
 from src.trainer import evaluate, predict
 
 Curves = dict[str, list[tuple[int, float]]]
@@ -119,6 +119,18 @@ def parameters(model: nn.Module) -> dict[str, list[float]]:
             for name, p in model.named_parameters()}  # fmt: skip
 
 
+def reliability_diagram(probabilities: torch.Tensor, labels: torch.Tensor) -> Image.Image:
+    """How often the positive class is the answer against the probability predicted for it, bin by bin
+    (src/scores.py's 15 equal-width bins, those that hold predictions), beside the diagonal that a
+    calibrated model follows; the title gives the expected calibration error."""
+    positive, truth = probabilities[:, 1].double().cpu(), (labels.cpu() == 1).double()
+    bins = calibration_bins(positive, truth)
+    curves = {"this model": [(predicted, observed) for predicted, observed, _ in bins],
+              "calibrated": [(0.0, 0.0), (1.0, 1.0)]}  # fmt: skip
+    title = f"reliability: ECE {expected_calibration_error(positive, truth):.3f}"
+    return line_chart(curves, title, "observed frequency", x_label="predicted probability")
+
+
 def run_pictures(
     model: nn.Module,
     head: Head,
@@ -127,13 +139,17 @@ def run_pictures(
     counts: np.ndarray | None = None,
     run_name: str = "",
 ) -> dict[str, Image.Image]:
-    """Every picture that fits the run: its loss curves (titled with `run_name`); for a linear model on
-    square images the weight map (one per class beyond two); for a labelled test split of images its
-    confusion matrix (`counts`) and its mistakes."""
+    """Every picture that fits the run: its loss curves (titled with `run_name`); for two classes and a
+    labelled test split its reliability diagram; for a linear model on square images the weight map
+    (one per class beyond two); for a labelled test split of images its confusion matrix (`counts`) and
+    its mistakes."""
     losses = {tag: history[tag] for tag in (TRAIN_LOSS, VAL_LOSS) if history.get(tag)}
     title = f"loss per epoch: {run_name}" if run_name else "loss per epoch"
     pictures = {"loss_curve": line_chart(losses, title, f"loss ({head.reduction})")}
     side = math.isqrt(data.num_features)
+    test = data.test
+    if test is not None and test.labels is not None and data.num_classes == 2:
+        pictures["reliability"] = reliability_diagram(predict(model, head, test.inputs)[0], test.labels)
     if side * side != data.num_features or side == 1 or data.feature_names is not None:  # not images
         return pictures
     if isinstance(model, LogisticRegression):
@@ -143,7 +159,6 @@ def run_pictures(
             pictures["weight_map"] = weight_map(evidence.numpy(), data.class_names[1], data.class_names[0])
         else:
             pictures["weight_map"] = weight_templates(weight.numpy(), data.class_names)
-    test = data.test
     if test is not None and test.labels is not None and counts is not None:
         pictures["confusion_matrix"] = confusion_matrix(counts, data.class_names)
         probabilities, predicted = predict(model, head, test.inputs)

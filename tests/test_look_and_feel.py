@@ -164,3 +164,22 @@ def test_a_two_class_confusion_matrix_is_wide_enough_for_its_title():
     image = confusion_matrix(np.array([[5, 1], [2, 7]]), ["3", "8"])
     title = "confusion matrix: true (row) by predicted (column)"
     assert image.width >= ImageDraw.Draw(image).textlength(title, font=font(20)) + 8
+
+
+def test_the_reliability_diagram_draws_the_calibration_bins_beside_the_diagonal():
+    import torch
+
+    from src.report import reliability_diagram
+    from src.scores import calibration_bins, expected_calibration_error
+
+    generator = torch.Generator().manual_seed(0)
+    positive = torch.rand(400, generator=generator, dtype=torch.float64)
+    labels = (torch.rand(400, generator=generator, dtype=torch.float64) < positive**2).long()  # overconfident
+    image = reliability_diagram(torch.stack([1 - positive, positive], dim=1), labels)
+    assert image.size == (pictures.CHART_SIZE[0], pictures.CHART_SIZE[1] + 2 * pictures.LEGEND_ROW + 10)
+    pixels = np.asarray(image).reshape(-1, 3).astype(int)
+    for colour in pictures.COLORS[:2]:  # the model's bins and the diagonal are both drawn
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels - rgb).max(axis=1) <= 2).sum() > 200
+    truth = (labels == 1).double()
+    assert len(calibration_bins(positive, truth)) == 15 and expected_calibration_error(positive, truth) > 0.05

@@ -86,6 +86,7 @@ def test_time_series_groups_pictures_after_the_curves(logdir):
         "visuals/weight_map",
         "visuals/misclassified",
         "visuals/confusion_matrix",
+        "visuals/reliability",  # a pair: two classes
     }
     # Time Series sorts its cards by tag, groups them by the tag's first part and opens the first two
     # groups: test (two one-point cards) and train; val follows, the pictures come last.
