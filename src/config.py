@@ -23,7 +23,7 @@ from src.data import ImageFamily
 from src.device import DeviceType
 from src.errors import ConfigError
 from src.losses import Reduction
-from src.metrics import SCALARS, Direction
+from src.metrics import OBJECTIVES, SCALARS, SCORED, Direction
 
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -313,7 +313,9 @@ class ObjectiveConfig:
 
     def check(self) -> None:
         require(
-            self.metric in SCALARS, f"objective.metric must be one of {', '.join(SCALARS)}, got {self.metric}"
+            self.metric in OBJECTIVES,
+            f"objective.metric must be one of {', '.join(SCALARS)} or a score (val/roc_auc, test/f1, ...: "
+            f"{', '.join(m for m in SCORED if m.startswith('val/'))}), got {self.metric}",
         )
 
 

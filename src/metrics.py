@@ -19,6 +19,14 @@ TRAIN_LOSS = tag(TRAIN, LOSS)
 VAL_LOSS, VAL_ACCURACY = tag(VAL, LOSS), tag(VAL, ACCURACY)
 TEST_LOSS, TEST_ACCURACY = tag(TEST, LOSS), tag(TEST, ACCURACY)
 SCALARS = (TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, TEST_LOSS, TEST_ACCURACY)
+# The scores of predicted probabilities (src/scores.py), on the validation split each epoch and the test
+# split at the end: `val/roc_auc`, `test/log_loss`, ... (two classes: BINARY_SCORES; more: MULTICLASS_SCORES).
+BINARY_SCORES = ("roc_auc", "average_precision", "precision", "recall", "f1", "log_loss", "brier", "ece")
+MULTICLASS_SCORES = ("f1_macro", "roc_auc_ovr", "log_loss")
+SCORED = tuple(
+    tag(split, score) for split in (VAL, TEST) for score in dict.fromkeys(BINARY_SCORES + MULTICLASS_SCORES)
+)
+OBJECTIVES = SCALARS + SCORED  # what objective.metric may name
 TRAIN_LR = tag(TRAIN, "lr")  # the learning rate each epoch trained with; logged only under a schedule
 # metrics.json holds it as {class name: accuracy}; TensorBoard as one scalar per class (`per_class_tag`).
 TEST_ACCURACY_PER_CLASS = tag(TEST, ACCURACY_PER_CLASS)

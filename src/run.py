@@ -39,7 +39,7 @@ from src.device import cores_share
 from src.errors import ConfigError, OutputError, TrainingDiverged
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
-from src.metrics import TEST_ACCURACY_PER_CLASS, TRAIN_LR
+from src.metrics import BINARY_SCORES, MULTICLASS_SCORES, SCORED, TEST_ACCURACY_PER_CLASS, TRAIN_LR
 from src.outputs import RunRecorder, hyperparameters, override_key, run_name
 from src.report import (
     COEFFICIENTS_FILE,
@@ -305,10 +305,17 @@ def prepare_run(
 
 def check_objective(cfg: DictConfig, data: ClassificationData) -> None:
     """The objective must be a metric this run measures."""
-    if cfg.objective.metric.startswith("val/") and data.val is None:
+    metric = cfg.objective.metric
+    if metric.startswith("val/") and data.val is None:
         raise ConfigError(
-            f"objective.metric={cfg.objective.metric} needs a validation split, which this dataset "
+            f"objective.metric={metric} needs a validation split, which this dataset "
             "does not have; use objective.metric=train/loss"
+        )
+    measured = BINARY_SCORES if data.num_classes == 2 else MULTICLASS_SCORES
+    if metric in SCORED and metric.split("/", 1)[1] not in measured:
+        instead = ", ".join(f"val/{score}" for score in measured)
+        raise ConfigError(
+            f"objective.metric={metric} is not measured on {data.num_classes} classes; use one of {instead}"
         )
 
 

@@ -9,9 +9,10 @@ them), so a run needs no extra dependency.
 import torch
 from torch import Tensor
 
+from src.metrics import BINARY_SCORES, MULTICLASS_SCORES
+
 CALIBRATION_BINS = 15  # equal-width bins of the positive class's probability, for ECE and the diagram
-BINARY = ("roc_auc", "average_precision", "precision", "recall", "f1", "log_loss", "brier", "ece")
-MULTICLASS = ("f1_macro", "roc_auc_ovr", "log_loss")
+BINARY, MULTICLASS = BINARY_SCORES, MULTICLASS_SCORES  # their names, kept in src/metrics.py
 
 
 def scores(probabilities: Tensor, labels: Tensor) -> dict[str, float]:

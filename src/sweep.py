@@ -36,7 +36,7 @@ from src.console import LOSS_CURVES, readable_override, tensorboard_command
 from src.errors import ConfigError, UserError, find_user_error
 from src.events import read_scalars
 from src.files import remove_unused, write_atomically
-from src.metrics import SCALARS, TRAIN_LOSS, TRAIN_LR, Direction
+from src.metrics import SCALARS, SCORED, TRAIN_LOSS, TRAIN_LR, Direction
 from src.stats import SIGNIFICANCE, mean_std, welch_p_value
 
 log = logging.getLogger(__name__)
@@ -210,8 +210,8 @@ def write_summary(
     by_config: bool = True,
     reported: dict[int, JobReport] | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
-    """Write summary.csv (every override, full precision) and summary.md (the overrides that vary,
-    4 significant digits) into `sweep_dir`; returns the ranked rows and the table.
+    """Write summary.csv (every override and score, full precision) and summary.md (the overrides that
+    vary, 4 significant digits) into `sweep_dir`; returns the ranked rows and the table.
 
     With `by_config` and jobs that repeat a configuration over seeds, summary.md also gets the table by
     configuration, which goes to summary_by_config.csv as well."""
@@ -222,8 +222,11 @@ def write_summary(
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
 
+    # summary.csv also has every score the jobs measured (val/roc_auc, test/f1, ...); summary.md, to
+    # stay readable, the objective and the five scalars.
+    scored = [m for m in SCORED if m not in present and any(m in row for row in rows)]
     with (sweep_dir / "summary.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(file, fieldnames=[*columns, *scored], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 

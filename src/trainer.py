@@ -19,6 +19,7 @@ from src.errors import TrainingDiverged
 from src.losses import Head
 from src.metrics import ACCURACY, LOSS, TRAIN_LOSS, VAL, tagged
 from src.optimizers import optimizer_kind
+from src.scores import scores
 from src.stacked_step import StackedForward, StackedOptimizer, stacked_forward, stacked_parameters, write_back
 
 EXPLODED = 1e6  # how many times its starting value a final loss may be before the run counts as diverged
@@ -227,18 +228,26 @@ class _Block:
         return stacked.sum(0)  # one host sync per epoch, not per step
 
     @torch.no_grad()
-    def evaluate(self, head: Head, splits: list[Split]) -> list[dict[str, float]]:
-        """`evaluate` of every member on its cohort's split, in one batch."""
+    def evaluate(self, head: Head, splits: list[Split], with_scores: bool = False) -> list[dict[str, float]]:
+        """`evaluate` of every member on its cohort's split, in one batch; `with_scores`: and the scores
+        of its predicted probabilities (src/scores.py), as the test split gets at the end."""
         for model in self.models:
             model.eval()
         inputs, labels = self._joined(splits)
         logits = self.forward(self.params, inputs)
         losses = head.member_losses(logits, head.prepare_targets(labels))
         members, count, outputs = logits.shape
-        correct = head.predict(logits.reshape(members * count, outputs)).view(members, count) == labels
+        flat = logits.reshape(members * count, outputs)
+        correct = head.predict(flat).view(members, count) == labels
         accuracies = correct.float().mean(1)
-        return [{LOSS: loss, ACCURACY: accuracy}
-                for loss, accuracy in zip(losses.tolist(), accuracies.tolist(), strict=True)]  # fmt: skip
+        measured = [{LOSS: loss, ACCURACY: accuracy}
+                    for loss, accuracy in zip(losses.tolist(), accuracies.tolist(), strict=True)]  # fmt: skip
+        if with_scores:
+            probabilities = head.probabilities(flat).view(members, count, -1)
+            each = labels.expand(members, count)  # shared by the members, or their own
+            for row, metrics in enumerate(measured):
+                metrics |= scores(probabilities[row], each[row])
+        return measured
 
     def hand_back(self) -> None:
         """Each active member's weights and optimizer state into its own model and optimizer."""
@@ -278,7 +287,7 @@ def train_stacked_epochs(
                 continue
             losses = block.epoch(head, batch_size).tolist()
             vals = [data.val for data in block.datas]
-            validation = block.evaluate(head, vals) if vals[0] is not None else None  # type: ignore[arg-type]
+            validation = block.evaluate(head, vals, with_scores=True) if vals[0] is not None else None  # type: ignore[arg-type]
             for row, member in enumerate(block.members):
                 if not block.active[row]:
                     continue

@@ -58,3 +58,49 @@ def test_the_calibration_error_is_the_weighted_gap_per_bin_counted_by_hand():
     by_hand = (2 * abs(0.05 - 0.5) + 2 * abs(0.95 - 1.0) + 2 * abs(0.51 - 0.0)) / 6
     assert CALIBRATION_BINS == 15
     assert expected_calibration_error(positive, truth) == pytest.approx(by_hand)
+
+
+def test_each_epoch_scores_the_validation_split_as_the_test_split_is_scored(tmp_path, fake_pair):
+    import json
+
+    import torch
+
+    from src.build import build_components
+    from src.scores import scores as scores_of
+    from src.trainer import predict
+    from tests.helpers import compose_with_choices, read_scalars, train_here
+
+    run = tmp_path / "run"
+    train_here(run, *fake_pair)
+    metrics = json.loads((run / "metrics.json").read_text())
+    scalars = read_scalars(run)
+    for name in BINARY:
+        assert [step for step, _ in scalars[f"val/{name}"]] == [0, 1, 2]  # every epoch
+        assert metrics[f"val/{name}"] == pytest.approx(scalars[f"val/{name}"][-1][1], rel=1e-6)
+    # The last epoch's values are those of the trained model's probabilities on the validation split.
+    cfg, _ = compose_with_choices(*fake_pair)
+    parts = build_components(cfg)
+    parts.model.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"])
+    probabilities, _ = predict(parts.model, parts.head, parts.data.val.inputs)
+    expected = scores_of(probabilities, parts.data.val.labels)
+    assert {name: metrics[f"val/{name}"] for name in BINARY} == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+def test_a_score_can_be_the_objective_where_it_is_measured():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from src.config import ObjectiveConfig
+    from src.errors import ConfigError
+    from src.run import check_objective
+
+    ObjectiveConfig("val/roc_auc", "maximize").check()  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="objective.metric must be one of"):
+        ObjectiveConfig("val/auc", "maximize").check()  # type: ignore[arg-type]
+    cfg = OmegaConf.create({"objective": {"metric": "val/roc_auc"}})
+    check_objective(cfg, SimpleNamespace(num_classes=2, val=object()))  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"not measured on 10 classes; use one of val/f1_macro, val/roc_auc_ovr"
+    ):
+        check_objective(cfg, SimpleNamespace(num_classes=10, val=object()))  # type: ignore[arg-type]

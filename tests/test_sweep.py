@@ -787,3 +787,18 @@ def test_a_search_figure_colours_the_best_jobs_and_greys_the_rest_with_short_lab
         readable_override("trainer.epochs=12") == "trainer.epochs=12"
         and readable_override("x=True") == "x=true"
     )
+
+
+def test_summary_csv_keeps_every_score_and_summary_md_the_five_scalars(tmp_path):
+    scores = {"val/roc_auc": 0.91, "test/roc_auc": 0.9, "test/ece": 0.03}
+    make_job(tmp_path, 0, ["loss=bce"], {"status": "completed", "epochs": 3, "val/loss": 0.3, **scores})
+    make_job(tmp_path, 1, ["loss=ce"], {"status": "completed", "epochs": 3, "val/loss": 0.2, **scores})
+    _, table = write_summary(tmp_path, "val/loss", "minimize")
+    header = next(csv.reader((tmp_path / "summary.csv").open()))
+    assert header[-3:] == ["val/roc_auc", "test/roc_auc", "test/ece"]
+    assert "roc_auc" not in table and "val/loss" in table
+    _, table = write_summary(tmp_path, "val/roc_auc", "maximize")  # the objective is in both
+    assert (
+        "val/roc_auc" in table
+        and next(csv.reader((tmp_path / "summary.csv").open())).count("val/roc_auc") == 1
+    )

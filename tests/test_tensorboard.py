@@ -11,7 +11,7 @@ from tests.helpers import event_dir, launch, train_here, write_fake_dataset
 
 SCALARS = {"train/loss", "val/loss", "val/accuracy", "test/loss", "test/accuracy"}
 PER_CLASS = "test/accuracy_per_class/"  # one scalar per class, beside the contract's five
-SCORES = {f"test/{name}" for name in BINARY}  # a pair's test scores (src/scores.py)
+SCORES = {f"{split}/{name}" for split in ("val", "test") for name in BINARY}  # a pair's (src/scores.py)
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_mnist_pair_on_generated_files_logs_validation_and_test(tmp_path, layout
         "test/loss",
         "test/accuracy",
         *per_class,
-        *(f"test/{name}" for name in BINARY),  # the scores of its predicted probabilities
+        *(f"{split}/{name}" for split in ("val", "test") for name in BINARY),  # scores of its probabilities
     }
     assert [step for step, _ in scalars["val/accuracy"]] == list(range(5))
     metrics = read_metrics(run_dir)
