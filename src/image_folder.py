@@ -198,7 +198,7 @@ def log_summary(
     counts: Counter[int],
     shape: Sequence[int],
     not_images: list[Path],
-    unreadable: list[tuple[Path, BaseException]],
+    unreadable: Sequence[tuple[Path, BaseException]],
     outside: list[Path],
 ) -> None:
     """One line: what was loaded, and what was skipped and why (a warning then)."""
