@@ -129,7 +129,9 @@ class ImageFolderDataConfig:
 
     _target_: str = "src.image_folder.load_image_folder"
     root: str = MISSING  # required: the folder of class folders
-    size: list[int] | None = MISSING  # [height, width] every image is resized to; null: their own
+    # [height, width] every image is resized to, or one number for squares; null: the images' own.
+    # Any, checked below: OmegaConf's types cannot say "a number or a list".
+    size: Any = MISSING
     color: Color = MISSING  # auto (grayscale when no image has colour), grayscale or rgb
     positive: str | None = MISSING  # two classes, this folder the positive one; null: each folder a class
     standardize: bool = MISSING  # each channel by the training images' mean and standard deviation
@@ -138,10 +140,13 @@ class ImageFolderDataConfig:
 
     def check(self) -> None:
         if self.size is not None:
-            size = list(self.size)
+            sides = [self.size] * 2 if isinstance(self.size, int) else self.size
             require(
-                len(size) == 2 and all(side >= 1 for side in size),
-                f"dataset.size must be [height, width] in pixels, each at least 1, got {size}",
+                isinstance(sides, list)
+                and len(sides) == 2
+                and all(isinstance(side, int) and not isinstance(side, bool) and side >= 1 for side in sides),
+                f"dataset.size must be [height, width] in pixels (or one number for squares), each at least "
+                f"1, got {self.size}",
             )
         check_fractions(self.val_fraction, self.test_fraction)
 

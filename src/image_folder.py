@@ -39,7 +39,7 @@ class Color(str, Enum):
 
 def load_image_folder(
     root: str,
-    size: Sequence[int] | None,
+    size: int | Sequence[int] | None,
     color: Color,
     positive: str | None,
     standardize: bool,
@@ -49,7 +49,7 @@ def load_image_folder(
 ) -> ClassificationData:
     """The images under `root`, one folder per class, as train, validation and test splits (a fraction
     of 0: no such split). `size`: [height, width] every image is resized to; None keeps their own,
-    which must then be one size."""
+    which must then be one size; one number: squares of that side."""
     folder = Path(root)
     classes, files, outside = list_files(folder)
     if positive is not None and positive not in classes:
@@ -57,6 +57,8 @@ def load_image_folder(
             f"{folder} has no class folder {positive!r} (dataset.positive); its classes: {', '.join(classes)}"
         )
     mode = "L" if Color(color) == Color.grayscale else "RGB"
+    if isinstance(size, int):
+        size = (size, size)
     resize = None if size is None else (int(size[1]), int(size[0]))  # Pillow's (width, height)
     extensions = Image.registered_extensions()  # every format Pillow can open
     not_images, unreadable, paths, pictures, labels = [], [], [], [], []

@@ -89,6 +89,7 @@ def test_size_resizes_every_image_and_so_allows_mixed_sizes(tmp_path):
     assert data.image_shape == (1, 4, 10) and data.num_features == 40
     assert len(data.train) == 19
     assert (data.train.inputs * 255).round().unique().tolist() == [40.0, 120.0, 200.0]  # resized, levels kept
+    assert load(root, size=5).image_shape == (1, 5, 5)  # one number: squares
 
 
 def test_color_auto_keeps_gray_images_one_channel_and_colour_ones_three(tmp_path):
@@ -197,10 +198,11 @@ def test_the_recipe_and_the_schema(tmp_path):
     assert cfg.trainer.batch_size == 64 and cfg.trainer.epochs == 30 and cfg.loss.reduction == "mean"
     assert cfg.objective.metric == "val/loss" and cfg.dataset.size is None and cfg.dataset.color == "auto"
     settings = {**SETTINGS, "root": "x", "val_fraction": 0.2, "test_fraction": 0.2}
-    with pytest.raises(
-        ConfigError, match=r"dataset.size must be \[height, width\] in pixels, each at least 1"
-    ):
-        ImageFolderDataConfig(**{**settings, "size": [0, 8]}).check()
+    for size in ([0, 8], [32], "abc", [4, 5.5], True):
+        with pytest.raises(ConfigError, match=r"dataset.size must be \[height, width\] in pixels \(or one"):
+            ImageFolderDataConfig(**{**settings, "size": size}).check()
+    for size in (None, 32, [4, 10]):
+        ImageFolderDataConfig(**{**settings, "size": size}).check()
     with pytest.raises(ConfigError, match=r"dataset.val_fraction \+ dataset.test_fraction must be below 1"):
         ImageFolderDataConfig(**{**settings, "test_fraction": 0.8}).check()
 
