@@ -16,7 +16,7 @@ from src.errors import ConfigError, DataError
 from src.evaluate import evaluate_checkpoint
 from src.image_folder import load_image_folder
 from src.pictures import SCALE_BAR, TEMPLATE_SIDE, WEIGHT_SIDE, enlarged_size, mistakes_grid, weight_map
-from tests.helpers import compose_config, read_metrics, train_here
+from tests.helpers import command, compose_config, read_metrics, train_here
 
 SETTINGS = dict(size=None, color="auto", positive=None, standardize=False, val_fraction=0.0,
                 test_fraction=0.0)  # fmt: skip
@@ -250,3 +250,15 @@ def test_pictures_of_images_of_any_shape_keep_it():
     grid = mistakes_grid(images, np.array([0]), np.array([1]), np.array([0.9]), ("a", "b"))
     tile = grid.crop((0, 64, grid.width, 64 + 42))
     assert (255, 0, 0) in {colour for _, colour in tile.getcolors(1 << 16)}  # drawn in its colours
+
+
+@pytest.mark.slow  # a real process: run by CI's make test-slow
+def test_the_command_refuses_a_bad_folder_in_one_line(tmp_path):
+    root = write_folder(tmp_path / "pets", levels={"cat": 40})
+    process = command("dataset=image_folder", f"dataset.root={root}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert process.returncode == 2
+    assert process.stderr.strip() == (
+        f"error: {root} has one class folder (cat); a classifier needs two or more: add a sub-folder of "
+        "images for each other class"
+    )
+    assert not (tmp_path / "run").exists()  # refused: nothing is left
