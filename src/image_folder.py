@@ -138,7 +138,7 @@ def list_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[Pa
             is_valid_file=lambda _: True,
             allow_empty=True,
         )
-        outside = [path for path in folder.iterdir() if path.is_file()]
+        outside = sorted(path for path in folder.iterdir() if path.is_file())
     except FileNotFoundError:
         raise DataError(
             f"{folder} has no class folders; put each class's images in a sub-folder named after it "
@@ -158,7 +158,10 @@ def decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     """The image at `path` as (height, width, channels) uint8, upright, in `mode`, resized to `size`."""
     with Image.open(path) as opened:
         # Upright as it is shown: a phone stores its photos sideways with an EXIF note to turn them.
-        image = ImageOps.exif_transpose(opened).convert(mode)
+        image = ImageOps.exif_transpose(opened)
+    if image.mode.startswith("I;16"):  # 16-bit gray: Pillow's convert would clip it at 255; keep its top byte
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    image = image.convert(mode)
     if size is not None and image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR)
     return np.asarray(image).reshape(image.height, image.width, -1)

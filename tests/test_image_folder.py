@@ -104,6 +104,12 @@ def test_color_auto_keeps_gray_images_one_channel_and_colour_ones_three(tmp_path
     assert gray.image_shape == (1, 6, 8)
     expected = np.asarray(Image.open(colour / "cat" / "0.png").convert("L"))[0, 0]  # Pillow's luma
     assert (gray.train.inputs * 255).round().min().item() == expected
+    deep = write_folder(tmp_path / "deep", formats=("png",))
+    for path in deep.rglob("*.png"):  # 16 bits a pixel, as scientific cameras save them
+        level = int(np.asarray(Image.open(path))[0, 0])
+        Image.fromarray(np.full((6, 8), level * 256 + 255, dtype=np.uint16)).save(path)
+    assert Image.open(deep / "cat" / "0.png").mode == "I;16"
+    assert (load(deep).train.inputs * 255).round().unique().tolist() == [40.0, 120.0, 200.0]  # not clipped
 
 
 def test_files_that_are_not_images_are_skipped_and_counted_in_one_line(tmp_path, caplog):
