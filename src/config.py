@@ -22,6 +22,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from src.data import ImageFamily
 from src.device import DeviceType
 from src.errors import ConfigError
+from src.image_folder import Color
 from src.losses import Reduction
 from src.metrics import OBJECTIVES, SCALARS, SCORED, Direction
 
@@ -109,14 +110,45 @@ class CSVDataConfig:
     test_fraction: float = MISSING  # 0: no test split
 
     def check(self) -> None:
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            require(0 <= value < 1, f"dataset.{name} must be in [0, 1), got {value}")
-        require(
-            self.val_fraction + self.test_fraction < 1,
-            f"dataset.val_fraction + dataset.test_fraction must be below 1, got {self.val_fraction} + "
-            f"{self.test_fraction}",
-        )
+        check_fractions(self.val_fraction, self.test_fraction)
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """The held-out shares of a dataset split by one permutation: each in [0, 1), leaving some to train."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        require(0 <= value < 1, f"dataset.{name} must be in [0, 1), got {value}")
+    require(
+        val_fraction + test_fraction < 1,
+        f"dataset.val_fraction + dataset.test_fraction must be below 1, got {val_fraction} + {test_fraction}",
+    )
+
+
+@dataclass
+class ImageFolderDataConfig:
+    """Your own images (src/image_folder.py): a folder with one sub-folder of images per class."""
+
+    _target_: str = "src.image_folder.load_image_folder"
+    root: str = MISSING  # required: the folder of class folders
+    # [height, width] every image is resized to, or one number for squares; null: the images' own.
+    # Any, checked below: OmegaConf's types cannot say "a number or a list".
+    size: Any = MISSING
+    color: Color = MISSING  # auto (grayscale when no image has colour), grayscale or rgb
+    positive: str | None = MISSING  # two classes, this folder the positive one; null: each folder a class
+    standardize: bool = MISSING  # each channel by the training images' mean and standard deviation
+    val_fraction: float = MISSING  # 0: no validation split
+    test_fraction: float = MISSING  # 0: no test split
+
+    def check(self) -> None:
+        if self.size is not None:
+            sides = [self.size] * 2 if isinstance(self.size, int) else self.size
+            require(
+                isinstance(sides, list)
+                and len(sides) == 2
+                and all(isinstance(side, int) and not isinstance(side, bool) and side >= 1 for side in sides),
+                f"dataset.size must be [height, width] in pixels (or one number for squares), each at least "
+                f"1, got {self.size}",
+            )
+        check_fractions(self.val_fraction, self.test_fraction)
 
 
 # --- model -----------------------------------------------------------------------------------------
@@ -339,7 +371,12 @@ class Config:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "dataset": {"toy": ToyDataConfig, "images": ImageDataConfig, "csv": CSVDataConfig},
+    "dataset": {
+        "toy": ToyDataConfig,
+        "images": ImageDataConfig,
+        "csv": CSVDataConfig,
+        "image_folder": ImageFolderDataConfig,
+    },
     "model": {"logistic": LogisticConfig, "mlp": MLPConfig},
     "loss": {"loss": LossConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lbfgs": LBFGSConfig},

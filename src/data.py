@@ -5,6 +5,7 @@ Everything is loaded, scaled and flattened once; the trainer then slices tensors
 
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -49,6 +50,8 @@ class ClassificationData:
     test: Split | None
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...] | None = None  # a table's columns (one-hot ones as column=value)
+    # (channels, height, width) of image inputs, each flattened channel by channel; None: not images
+    image_shape: tuple[int, int, int] | None = None
     # (mean, std) each feature was standardized by (0, 1: as it was), to state weights in its own units
     feature_scaling: tuple[tuple[float, float], ...] | None = None
 
@@ -93,6 +96,13 @@ def seeded_split(count: int, seed: int, held_out: dict[str, float]) -> dict[str,
         size = round(count * fraction)
         splits[name], start = order[start : start + size], start + size
     return splits | {"train": order[start:]}
+
+
+def against_the_rest(class_names: Sequence[str], positive: str) -> tuple[str, str]:
+    """The names of two classes, `positive` (label 1) against all the others: the other's own name when
+    there is only one, else "not <positive>"."""
+    others = [name for name in class_names if name != positive]
+    return (others[0] if len(others) == 1 else f"not {positive}", positive)
 
 
 def load_toy(
@@ -273,10 +283,12 @@ def load_images(
             "use a smaller fraction, such as 0.1"
         )
     val_idx, train_idx = indices["val"], indices["train"]
+    height, width = next(iter(shapes.values()))  # of train and test alike (checked above)
     val = Split(train.inputs[val_idx], train.labels[val_idx]) if len(val_idx) else None
     return ClassificationData(
         train=Split(train.inputs[train_idx], train.labels[train_idx]),
         val=val,
         test=splits["test"],
         class_names=tuple(class_name(family, c) for c in classes),
+        image_shape=(1, int(height), int(width)),
     )

@@ -21,10 +21,11 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 GREY = "#c8c8c8"  # the curves past the first len(COLORS), behind them
 CHART_SIZE = (480, 340)
 LEGEND_ROW = 30  # height of one legend line below a chart
-WEIGHT_SCALE = 12  # each of the 28x28 weights becomes a 12x12 block
-TEMPLATE_SCALE = 4  # in the grid of one weight map per class
+# The longer side, in pixels, of images drawn enlarged: the weight map, each class's map in the grid of
+# them, each mistake's tile. On 28x28 images each pixel becomes a 12, 4 or 3 pixel block.
+WEIGHT_SIDE, TEMPLATE_SIDE, TILE_SIDE = 336, 112, 84
 SCALE_BAR = 96  # below the weight map: its colour scale, with labels
-TILE_SCALE, GRID_COLUMNS, GRID_MAX = 3, 5, 20
+GRID_COLUMNS, GRID_MAX = 5, 20
 
 
 @functools.cache
@@ -179,17 +180,27 @@ def fit(text: str, text_font: ImageFont.FreeTypeFont | ImageFont.ImageFont, widt
     return text + "..."
 
 
+def enlarged(image: Image.Image, longest: int) -> Image.Image:
+    """`image` scaled so that its longer side is `longest` pixels: each pixel a sharp block, or, for an
+    image larger than that, pixels averaged."""
+    size = enlarged_size(image.width, image.height, longest)
+    return image.resize(size, Image.Resampling.NEAREST if size[0] >= image.width else Image.Resampling.BOX)
+
+
+def enlarged_size(width: int, height: int, longest: int) -> tuple[int, int]:
+    """(width, height) of a `width` by `height` image scaled so that its longer side is `longest`."""
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def weight_map(weights: np.ndarray, positive: str, negative: str) -> Image.Image:
-    """A map of a linear model's weights on square images: red pixels push towards `positive`, blue
-    towards `negative`, white not at all; a colour scale below gives the weights' values."""
-    side = int(math.isqrt(weights.size))
+    """A map of a linear model's weights on images, (height, width): red pixels push towards `positive`,
+    blue towards `negative`, white not at all; a colour scale below gives the weights' values."""
     limit = float(np.abs(weights).max()) or 1.0
-    pixels = Image.fromarray(diverging(weights.reshape(side, side) / limit), "RGB").resize(
-        (side * WEIGHT_SCALE, side * WEIGHT_SCALE), Image.Resampling.NEAREST
-    )
-    width = pixels.width
+    pixels = enlarged(Image.fromarray(diverging(weights / limit), "RGB"), WEIGHT_SIDE)
+    width = max(pixels.width, WEIGHT_SIDE)  # room for the scale's labels below a narrow map
     image = Image.new("RGB", (width, pixels.height + SCALE_BAR), "white")
-    image.paste(pixels, (0, 0))
+    image.paste(pixels, ((width - pixels.width) // 2, 0))
     draw = ImageDraw.Draw(image)
     bar_top, bar_left, bar_right = pixels.height + 10, 24, width - 24
     ramp = diverging(np.linspace(-1.0, 1.0, bar_right - bar_left)[None, :].repeat(18, axis=0))
@@ -214,8 +225,8 @@ def diverging(t: np.ndarray) -> np.ndarray:
 
 
 def weight_templates(weights: np.ndarray, class_names: Sequence[str], columns: int = 5) -> Image.Image:
-    """One weight map per class (`weights` is (classes, pixels)), each labelled with its class: red pixels
-    raise that class's logit, blue ones lower it. Each map has its own colour scale."""
+    """One weight map per class (`weights` is (classes, height, width)), each labelled with its class:
+    red pixels raise that class's logit, blue ones lower it. Each map has its own colour scale."""
     maps = [_template(row) for row in weights]
     tile_width, tile_height = maps[0].width, maps[0].height
     label_height, gap, header = 26, 8, 40
@@ -240,12 +251,9 @@ def weight_templates(weights: np.ndarray, class_names: Sequence[str], columns: i
 
 
 def _template(weights: np.ndarray) -> Image.Image:
-    """One class's weights as a small square picture, in the weight map's colours and its own scale."""
-    side = int(math.isqrt(weights.size))
+    """One class's weights as a small picture, in the weight map's colours and its own scale."""
     limit = float(np.abs(weights).max()) or 1.0
-    return Image.fromarray(diverging(weights.reshape(side, side) / limit), "RGB").resize(
-        (side * TEMPLATE_SCALE, side * TEMPLATE_SCALE), Image.Resampling.NEAREST
-    )
+    return enlarged(Image.fromarray(diverging(weights / limit), "RGB"), TEMPLATE_SIDE)
 
 
 def confusion_matrix(counts: np.ndarray, class_names: Sequence[str]) -> Image.Image:
@@ -322,32 +330,35 @@ def mistakes_grid(
     confidence: np.ndarray,
     class_names: Sequence[str],
 ) -> Image.Image:
-    """Misclassified test images (up to 20), each captioned "true → predicted" and the probability the
-    model gave its prediction."""
-    side = int(math.isqrt(images.shape[1]))
+    """Misclassified test images (up to 20; `images` is (N, channels, height, width), one channel or
+    three, red, green and blue), each captioned "true → predicted" and the probability the model gave
+    its prediction."""
+    _, channels, height, width = images.shape
+    tile_width, tile_height = enlarged_size(width, height, TILE_SIDE)
     count = min(len(images), GRID_MAX)
     captions = [(class_names[int(labels[i])], class_names[int(predicted[i])]) for i in range(count)]
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     widest = max((arrow_caption_width(measure, *pair, font(18)) for pair in captions), default=0)
-    tile = side * TILE_SCALE
-    cell_width = max(tile, int(widest) + 4)
+    cell_width = max(tile_width, int(widest) + 4)
     rows = max(1, math.ceil(count / GRID_COLUMNS))
-    cell_height, top = tile + 48, 64
+    cell_height, top = tile_height + 48, 64
     image = Image.new("RGB", (GRID_COLUMNS * (cell_width + 8) + 8, rows * cell_height + top), "white")
     draw = ImageDraw.Draw(image)
     draw.text((8, 6), f"misclassified: {len(images)} (first {count})", fill="black", font=font(22))
     caption = ("caption: true", "predicted, its probability")
     arrow_caption(draw, (8 + int(arrow_caption_width(draw, *caption, font(18)) / 2), 36), *caption, font(18))
     for index in range(count):
-        pixels = images[index].reshape(side, side)
-        low, high = float(pixels.min()), float(pixels.max())
-        gray = ((pixels - low) / ((high - low) or 1.0) * 255).astype(np.uint8)
-        picture = Image.fromarray(gray, "L").resize((tile, tile), Image.Resampling.NEAREST)
+        pixels = images[index].transpose(1, 2, 0)  # (height, width, channels), as Pillow reads them
+        low, high = float(pixels.min()), float(pixels.max())  # normalized inputs back to 0-255
+        levels = ((pixels - low) / ((high - low) or 1.0) * 255).astype(np.uint8)
+        picture = Image.fromarray(
+            levels[..., 0] if channels == 1 else levels, "L" if channels == 1 else "RGB"
+        )
         x = 8 + (index % GRID_COLUMNS) * (cell_width + 8)
         y = top + (index // GRID_COLUMNS) * cell_height
-        image.paste(picture, (x + (cell_width - tile) // 2, y))
+        image.paste(enlarged(picture, TILE_SIDE), (x + (cell_width - tile_width) // 2, y))
         center = x + cell_width // 2
-        arrow_caption(draw, (center, y + tile + 2), *captions[index], font(18))
-        draw.text((center, y + tile + 24), f"p={confidence[index]:.2f}", fill="#555555", font=font(16),
+        arrow_caption(draw, (center, y + tile_height + 2), *captions[index], font(18))
+        draw.text((center, y + tile_height + 24), f"p={confidence[index]:.2f}", fill="#555555", font=font(16),
                   anchor="mt")  # fmt: skip
     return image

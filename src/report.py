@@ -2,7 +2,6 @@
 
 import csv
 import io
-import math
 
 import numpy as np
 import torch
@@ -140,20 +139,21 @@ def run_pictures(
     run_name: str = "",
 ) -> dict[str, Image.Image]:
     """Every picture that fits the run: its loss curves (titled with `run_name`); for two classes and a
-    labelled test split its reliability diagram; for a linear model on square images the weight map
-    (one per class beyond two); for a labelled test split of images its confusion matrix (`counts`) and
-    its mistakes."""
+    labelled test split its reliability diagram; for a linear model on images the weight map (one per
+    class beyond two); for a labelled test split of images its confusion matrix (`counts`) and its
+    mistakes."""
     losses = {tag: history[tag] for tag in (TRAIN_LOSS, VAL_LOSS) if history.get(tag)}
     title = f"loss per epoch: {run_name}" if run_name else "loss per epoch"
     pictures = {"loss_curve": line_chart(losses, title, f"loss ({head.reduction})")}
-    side = math.isqrt(data.num_features)
     test = data.test
     if test is not None and test.labels is not None and data.num_classes == 2:
         pictures["reliability"] = reliability_diagram(predict(model, head, test.inputs)[0], test.labels)
-    if side * side != data.num_features or side == 1 or data.feature_names is not None:  # not images
+    if data.image_shape is None:  # not images: the toy set, a table
         return pictures
+    channels, height, width = data.image_shape
     if isinstance(model, LogisticRegression):
-        weight = model.linear.weight.detach().cpu()
+        # Per pixel, its weights summed over the channels: what making it brighter does to a logit.
+        weight = model.linear.weight.detach().cpu().view(-1, channels, height, width).sum(dim=1)
         if data.num_classes == 2:
             evidence = weight[0] if len(weight) == 1 else weight[1] - weight[0]  # positive minus negative
             pictures["weight_map"] = weight_map(evidence.numpy(), data.class_names[1], data.class_names[0])
@@ -165,7 +165,7 @@ def run_pictures(
         wrong = predicted != test.labels
         confidence = probabilities[wrong].gather(1, predicted[wrong].unsqueeze(1)).squeeze(1)
         pictures["misclassified"] = mistakes_grid(
-            test.inputs[wrong].cpu().numpy(),
+            test.inputs[wrong].cpu().view(-1, channels, height, width).numpy(),
             test.labels[wrong].cpu().numpy().astype(np.int64),
             predicted[wrong].cpu().numpy().astype(np.int64),
             confidence.cpu().numpy(),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from src.data import ClassificationData, Split, seeded_split
+from src.data import ClassificationData, Split, against_the_rest, seeded_split
 from src.errors import DataError
 
 SNIFF_BYTES = 64 * 1024
@@ -140,13 +140,11 @@ def encode_target(
                 f"{file}: column {target!r} never holds {positive!r} (dataset.positive); its values: "
                 f"{', '.join(distinct[:10])}"
             )
-        others = [text for text in distinct if text != positive]
-        negative = others[0] if len(others) == 1 else f"not {positive}"
-        if not others:
+        if distinct == [positive]:
             raise DataError(
                 f"{file}: column {target!r} holds only {positive!r}; a classifier needs two classes"
             )
-        return [int(text == positive) for text in texts], (negative, positive)
+        return [int(text == positive) for text in texts], against_the_rest(distinct, positive)
     if len(distinct) < 2:
         raise DataError(
             f"{file}: column {target!r} holds one class only ({distinct[0]!r}); a classifier needs two"

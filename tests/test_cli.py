@@ -28,7 +28,10 @@ def test_the_default_run_prints_the_tree_what_it_learned_and_where_it_is(tmp_pat
     "overrides,message",
     [
         # Hydra's own errors (src/hydra_errors.py; every case in tests/test_hydra_errors.py)
-        (["dataset=imagenet"], "error: dataset=imagenet is not an option (options: csv, fashion_mnist, "),
+        (
+            ["dataset=imagenet"],
+            "error: dataset=imagenet is not an option; did you mean dataset=image_folder? (options: csv, ",
+        ),
         (["-m", "optimizer.lr=0.1,abc"], "error: optimizer.lr takes a number, not 'abc'"),
         (["trainer.epochs=0"], "error: trainer.epochs must be at least 1, got 0"),
         (["dataset=mnist_binary", "dataset.root=/nonexistent"], "error: mnist data not found"),

@@ -21,10 +21,10 @@ def test_nice_ticks_are_round_and_cover_the_range():
 
 
 def test_weight_map_colours_positive_red_and_negative_blue_with_a_scale():
-    weights = np.zeros(28 * 28)
-    weights[0], weights[-1] = 2.0, -2.0
+    weights = np.zeros((28, 28))
+    weights[0, 0], weights[-1, -1] = 2.0, -2.0
     image = pictures.weight_map(weights, "8", "3")
-    side = 28 * pictures.WEIGHT_SCALE
+    side = pictures.WEIGHT_SIDE
     assert image.size == (side, side + pictures.SCALE_BAR)
     assert image.getpixel((5, 5)) == (255, 0, 0)  # the first weight, strongly positive
     assert image.getpixel((side - 5, side - 5)) == (0, 0, 255)  # the last, strongly negative
@@ -53,10 +53,10 @@ def test_an_mnist_run_saves_its_pictures_and_shows_them_in_tensorboard(tmp_path)
     width, height = pictures.CHART_SIZE
     legend = pictures.LEGEND_ROW * 2 + 10  # train and val
     assert image_size(folder / "loss_curve.png") == ("PNG", (width, height + legend))
-    weight_size = (28 * pictures.WEIGHT_SCALE, 28 * pictures.WEIGHT_SCALE + pictures.SCALE_BAR)
+    weight_size = (pictures.WEIGHT_SIDE, pictures.WEIGHT_SIDE + pictures.SCALE_BAR)
     assert image_size(folder / "weight_map.png") == ("PNG", weight_size)
     fmt, (grid_width, _) = image_size(folder / "misclassified.png")
-    assert fmt == "PNG" and grid_width == pictures.GRID_COLUMNS * (28 * pictures.TILE_SCALE + 8) + 8
+    assert fmt == "PNG" and grid_width == pictures.GRID_COLUMNS * (pictures.TILE_SIDE + 8) + 8
     accumulator = EventAccumulator(str(event_dir(run_dir)))
     accumulator.Reload()
     assert {"visuals/loss_curve", "visuals/weight_map", "visuals/misclassified"} <= set(
@@ -107,26 +107,26 @@ def test_confusion_matrix_colours_right_answers_green_and_mistakes_red():
 
 
 def test_weight_templates_are_one_labelled_map_per_class():
-    weights = np.zeros((3, 28 * 28))
+    weights = np.zeros((3, 28, 28))
     for k in range(3):
-        weights[k, k] = 1.0  # class k: one red pixel, its k-th
+        weights[k, 0, k] = 1.0  # class k: one red pixel, its k-th
     image = pictures.weight_templates(weights, ["a", "b", "c"])
-    tile = 28 * pictures.TEMPLATE_SCALE
+    tile, scale = pictures.TEMPLATE_SIDE, pictures.TEMPLATE_SIDE // 28
     assert image.width == 8 + 3 * (tile + 8)
     for k in range(3):
         x, y = 8 + k * (tile + 8), 40 + 26  # the tile's top-left, below the title and its label
-        assert image.getpixel((x + k * pictures.TEMPLATE_SCALE + 1, y + 1)) == (255, 0, 0)
+        assert image.getpixel((x + k * scale + 1, y + 1)) == (255, 0, 0)
         assert image.getpixel((x + tile - 2, y + tile - 2)) == (255, 255, 255)
 
 
 def test_mistakes_grid_widens_its_cells_for_long_class_names():
-    images = np.zeros((2, 28 * 28))
+    images = np.zeros((2, 1, 28, 28))
     short = pictures.mistakes_grid(
         images, np.array([0, 1]), np.array([1, 0]), np.array([0.6, 0.7]), ("3", "8")
     )
     long = pictures.mistakes_grid(images, np.array([0, 1]), np.array([1, 0]), np.array([0.6, 0.7]),
                                   ("ankle boot", "T-shirt"))  # fmt: skip
-    assert short.width == pictures.GRID_COLUMNS * (28 * pictures.TILE_SCALE + 8) + 8
+    assert short.width == pictures.GRID_COLUMNS * (pictures.TILE_SIDE + 8) + 8
     assert long.width > short.width
 
 
@@ -139,7 +139,7 @@ def test_a_ten_class_run_draws_its_confusion_matrix_templates_and_mistakes(tmp_p
     folder = run_dir / "pictures"
     names = {"loss_curve", "weight_map", "confusion_matrix", "misclassified"}
     assert {path.stem for path in folder.glob("*.png")} == names
-    tile = 28 * pictures.TEMPLATE_SCALE
+    tile = pictures.TEMPLATE_SIDE
     assert image_size(folder / "weight_map.png") == ("PNG", (8 + 5 * (tile + 8), 40 + 2 * (tile + 34)))
     accumulator = EventAccumulator(str(event_dir(run_dir)))
     accumulator.Reload()
