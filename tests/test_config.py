@@ -126,7 +126,7 @@ def test_wrong_types_and_unknown_names_fail_while_composing(override, error):
         (["loss.reduction=none"], "loss.reduction must be sum or mean, got none: training needs one number"),
         (["dataset=mnist", "loss=bce", "loss.reduction=median"], "loss.reduction must be sum or mean"),
         (["dataset.labels=[0,2,1]"], "dataset.labels must be 0 or 1"),
-        (["objective.metric=val/f1"], "objective.metric must be one of"),
+        (["objective.metric=val/auc"], "objective.metric must be one of"),
         (["seed=99999999999999999999"], "seed must be between"),
         # values a run could only diverge with, refused before it trains
         (["optimizer.weight_decay=inf"], r"optimizer.weight_decay=inf is not a finite number"),
