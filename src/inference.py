@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from src.data import ClassificationData
+from src.losses import Head
 
 Z_95 = NormalDist().inv_cdf(0.975)  # the half-width of a 95% interval, in standard errors
 # A fit is taken as the maximum when one more Newton step would move no coefficient by more than this
@@ -40,12 +41,17 @@ class Statistics:
     ci_high: list[float]
 
 
-def setup_refusal(cfg: DictConfig, data: ClassificationData) -> str | None:
+def setup_refusal(cfg: DictConfig, head: Head, data: ClassificationData) -> str | None:
     """Why the run's set-up cannot give a maximum-likelihood fit (None when it can)."""
     if data.num_classes != 2:
         return (
             f"they are given for two classes, and the data has {data.num_classes} (a softmax over more "
             "classes has no identified coefficients without a reference class)"
+        )
+    if head.class_weights is not None and not bool((head.class_weights == 1).all()):
+        return (
+            "the loss weighs the classes (loss.pos_weight or loss.class_weight), so it is not the "
+            "likelihood; train without class weights for standard errors"
         )
     weight_decay = OmegaConf.select(cfg, "optimizer.weight_decay", default=0.0) or 0.0
     if weight_decay > 0:

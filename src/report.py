@@ -145,14 +145,14 @@ def coefficients_table(
 
 
 def coefficients_report(
-    cfg: DictConfig, model: nn.Module, data: ClassificationData
+    cfg: DictConfig, model: nn.Module, head: Head, data: ClassificationData
 ) -> tuple[bytes | None, str | None]:
     """coefficients.csv (None where `coefficients_table` has none) and, when it has no statistics, why
     (None when it has them, or has no table)."""
     coefficients = log_odds_coefficients(model, data)
     if coefficients is None:
         return None, None
-    covariance: torch.Tensor | str | None = setup_refusal(cfg, data)
+    covariance: torch.Tensor | str | None = setup_refusal(cfg, head, data)
     if covariance is None:
         assert data.train.labels is not None
         covariance = fit_covariance(coefficients[0], data.train.inputs, data.train.labels)

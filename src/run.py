@@ -261,7 +261,7 @@ class RunPolicy:
             recorder.record_tensorboard_only(recorder.epochs, per_class_scalars(per_class))
         if data.test is not None and data.test.labels is None:
             extra["predictions"] = predictions(model, head, data.test.inputs)
-        coefficients, no_statistics = coefficients_report(self.cfg, model, data)
+        coefficients, no_statistics = coefficients_report(self.cfg, model, head, data)
         if no_statistics is not None:
             log.info(f"{COEFFICIENTS_FILE} has weights but no standard errors: {no_statistics}")
         for name, table in ((PREDICTIONS_FILE, predictions_table(model, head, data)),

@@ -11,6 +11,7 @@ import torch
 
 from src.data import ClassificationData, Split
 from src.inference import fit_covariance, setup_refusal
+from src.losses import BinaryCrossEntropy, CrossEntropy
 from tests.helpers import compose_config, train_here
 
 sm = pytest.importorskip("statsmodels.api")
@@ -92,16 +93,19 @@ def spector_data() -> ClassificationData:
     ],
 )
 def test_a_set_up_that_is_no_maximum_likelihood_fit_says_why_in_one_line(overrides, message):
-    reason = setup_refusal(compose_config(*overrides), spector_data())
+    reason = setup_refusal(compose_config(*overrides), BinaryCrossEntropy("sum"), spector_data())
     assert reason is not None and message in reason and "\n" not in reason
 
 
 def test_the_set_up_of_an_unpenalized_full_batch_fit_is_accepted():
     data = spector_data()
-    assert setup_refusal(compose_config("optimizer=lbfgs"), data) is None
-    assert setup_refusal(compose_config("trainer.batch_size=32"), data) is None  # one batch: all rows
+    assert setup_refusal(compose_config("optimizer=lbfgs"), BinaryCrossEntropy("sum"), data) is None
+    assert (
+        setup_refusal(compose_config("trainer.batch_size=32"), CrossEntropy("sum", pos_weight=None), data)
+        is None
+    )  # one batch: all rows
     three = ClassificationData(data.train, None, None, ("a", "b", "c"), data.feature_names)
-    reason = setup_refusal(compose_config(), three)
+    reason = setup_refusal(compose_config(), CrossEntropy("sum", 3), three)
     assert reason is not None and reason.startswith("they are given for two classes, and the data has 3")
 
 
@@ -163,3 +167,11 @@ def test_a_quasi_separated_table_trains_and_says_in_one_line_why_it_has_no_stand
     assert len(said) == 1 and "\n" not in said[0]
     assert said[0].startswith("coefficients.csv has weights but no standard errors: the likelihood still")
     assert "quasi-complete separation" in said[0]
+
+
+def test_a_weighted_loss_is_no_likelihood_and_has_no_standard_errors():
+    weighted = BinaryCrossEntropy("sum", pos_weight=3.0)
+    reason = setup_refusal(compose_config("optimizer=lbfgs"), weighted, spector_data())
+    assert reason is not None and reason.startswith("the loss weighs the classes (loss.pos_weight")
+    even = BinaryCrossEntropy("sum", class_weight=[1.0, 1.0])  # weights of one: the likelihood itself
+    assert setup_refusal(compose_config("optimizer=lbfgs"), even, spector_data()) is None
