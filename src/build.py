@@ -38,7 +38,11 @@ def build_components(
         torch.set_num_threads(thread_count(cfg.trainer.threads, cores_share))
     if data is None:
         data = build_data(cfg, device)
-    head: Head = build(cfg, "loss", num_classes=data.num_classes)
+    counts = {}  # only for `balanced`, so that a user's own head need not take them
+    if cfg.loss.get("class_weight") == "balanced":
+        assert data.train.labels is not None
+        counts["class_counts"] = torch.bincount(data.train.labels, minlength=data.num_classes).tolist()
+    head: Head = build(cfg, "loss", num_classes=data.num_classes, **counts)
     sizes = {"in_features": data.num_features, "out_features": head.num_outputs}
     with torch.device("meta"):  # the model's shape, without allocating its weights
         shape = build(cfg, "model", **sizes)
@@ -180,9 +184,14 @@ def identity(cfg: DictConfig, data: ClassificationData | None = None) -> dict[st
     assert isinstance(dataset, dict)
     for where_it_lives in ("root", "download"):  # the same data may move
         dataset.pop(where_it_lives, None)
+    loss = OmegaConf.to_container(cfg.loss, resolve=True)
+    assert isinstance(loss, dict)
+    for weights in ("pos_weight", "class_weight"):  # unset, as in checkpoints made before they existed
+        if loss.get(weights) is None:
+            loss.pop(weights, None)
     return {
         "model": OmegaConf.to_yaml(cfg.model, resolve=True),
-        "loss": OmegaConf.to_yaml(cfg.loss, resolve=True),
+        "loss": OmegaConf.to_yaml(OmegaConf.create(loss)),
         "dataset": OmegaConf.to_yaml(OmegaConf.create({**dataset, "seed": cfg.seed})),
         "optimizer": str(cfg.optimizer._target_),
         "scheduler": "none" if cfg.scheduler is None else str(cfg.scheduler._target_),

@@ -172,6 +172,10 @@ class LossConfig:
     _target_: str = MISSING
     # A string checked below rather than the Reduction enum, so that a wrong value is one line.
     reduction: str = MISSING
+    # Weights of the classes (src/losses.py: class_weights, which checks them against the data's classes):
+    # BCE on two classes' positive-class weight, or one weight per class (a list) or `balanced`.
+    pos_weight: float | None = MISSING
+    class_weight: Any = MISSING  # a list of numbers or the string `balanced`: no OmegaConf type is both
 
     def check(self) -> None:
         choices = [r.value for r in Reduction]

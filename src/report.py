@@ -5,10 +5,12 @@ import io
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from PIL import Image
 from torch import nn
 
 from src.data import ClassificationData
+from src.inference import fit_covariance, setup_refusal, statistics
 from src.losses import Head
 from src.metrics import TEST, TEST_ACCURACY_PER_CLASS, TRAIN_LOSS, VAL_LOSS, per_class_tag, tagged
 from src.models import LogisticRegression
@@ -85,28 +87,77 @@ def predictions(model: nn.Module, head: Head, inputs: torch.Tensor) -> dict[str,
 COEFFICIENTS_FILE = "coefficients.csv"
 
 
-def coefficients_table(model: nn.Module, data: ClassificationData) -> bytes | None:
-    """coefficients.csv of a logistic model on named features: `feature,weight`, `(intercept)` first,
-    in the features' own units (the standardization undone), as the log-odds of the positive class; for
-    more classes one `weight_<class>` column each. None for other models or unnamed features."""
+def log_odds_coefficients(model: nn.Module, data: ClassificationData) -> torch.Tensor | None:
+    """A logistic model's coefficients on the inputs it trained on, intercept first: (1, 1 + features),
+    the log-odds of the positive class, for two classes (CE's two logits: their difference); one row per
+    class beyond. None for other models or unnamed features (there is nothing to name them by)."""
     if not isinstance(model, LogisticRegression) or data.feature_names is None:
         return None
     weight = model.linear.weight.detach().double().cpu()
     bias = model.linear.bias.detach().double().cpu()
     if weight.shape[0] == 2 and data.num_classes == 2:  # two logits (CE): the log-odds is their difference
         weight, bias = (weight[1] - weight[0]).view(1, -1), (bias[1] - bias[0]).view(1)
-    names = data.feature_names
-    scaling = torch.tensor(data.feature_scaling or [(0.0, 1.0)] * len(names), dtype=torch.float64)
-    weight_own = weight / scaling[:, 1]  # z = (x - mean) / std: w.z + b = (w / std).x + b - (w / std).mean
-    bias_own = bias - (weight_own * scaling[:, 0]).sum(dim=1)
-    columns = ["weight"] if weight.shape[0] == 1 else [f"weight_{name}" for name in data.class_names]
+    return torch.cat([bias.unsqueeze(1), weight], dim=1)
+
+
+def to_original_units(data: ClassificationData) -> torch.Tensor:
+    """The linear map from coefficients on standardized inputs to coefficients in the features' own
+    units, (1 + features) square: z = (x - mean) / std, so w.z + b = (w / std).x + b - (w / std).mean.
+    Coefficients go through it as A @ c, their covariance as A @ C @ A.T (linear: the delta method is
+    exact)."""
+    count = data.num_features
+    scaling = torch.tensor(data.feature_scaling or [(0.0, 1.0)] * count, dtype=torch.float64)
+    mean, std = scaling[:, 0], scaling[:, 1]
+    transform = torch.zeros(count + 1, count + 1, dtype=torch.float64)
+    transform[0, 0] = 1.0
+    transform[0, 1:] = -mean / std
+    transform[1:, 1:] = torch.diag(1 / std)
+    return transform
+
+
+def coefficients_table(
+    model: nn.Module, data: ClassificationData, covariance: torch.Tensor | None = None
+) -> bytes | None:
+    """coefficients.csv of a logistic model on named features: `feature,weight`, `(intercept)` first,
+    in the features' own units (the standardization undone), as the log-odds of the positive class; for
+    more classes one `weight_<class>` column each. With the `covariance` of a two-class fit's
+    coefficients (src/inference.py), also `std_error,z,p_value,ci_low,ci_high`, in the same units. None
+    for other models or unnamed features."""
+    coefficients = log_odds_coefficients(model, data)
+    if coefficients is None or data.feature_names is None:
+        return None
+    transform = to_original_units(data)
+    own = coefficients @ transform.T  # each row through the map
+    columns = ["weight"] if len(own) == 1 else [f"weight_{name}" for name in data.class_names]
+    values = [own[row].tolist() for row in range(len(own))]
+    if covariance is not None:
+        assert len(own) == 1, "statistics are of a two-class fit"
+        found = statistics(own[0], transform @ covariance @ transform.T)
+        columns += list(vars(found))
+        values += list(vars(found).values())
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["feature", *columns])
-    writer.writerow(["(intercept)", *(f"{value:.10g}" for value in bias_own.tolist())])
-    for index, name in enumerate(names):
-        writer.writerow([name, *(f"{value:.10g}" for value in weight_own[:, index].tolist())])
+    for index, name in enumerate(["(intercept)", *data.feature_names]):
+        writer.writerow([name, *(f"{column[index]:.10g}" for column in values)])
     return text.getvalue().encode()
+
+
+def coefficients_report(
+    cfg: DictConfig, model: nn.Module, head: Head, data: ClassificationData
+) -> tuple[bytes | None, str | None]:
+    """coefficients.csv (None where `coefficients_table` has none) and, when it has no statistics, why
+    (None when it has them, or has no table)."""
+    coefficients = log_odds_coefficients(model, data)
+    if coefficients is None:
+        return None, None
+    covariance: torch.Tensor | str | None = setup_refusal(cfg, head, data)
+    if covariance is None:
+        assert data.train.labels is not None
+        covariance = fit_covariance(coefficients[0], data.train.inputs, data.train.labels)
+    if isinstance(covariance, str):
+        return coefficients_table(model, data), covariance
+    return coefficients_table(model, data, covariance), None
 
 
 def parameters(model: nn.Module) -> dict[str, list[float]]:

@@ -45,7 +45,7 @@ from src.report import (
     COEFFICIENTS_FILE,
     PREDICTIONS_FILE,
     accuracy_per_class,
-    coefficients_table,
+    coefficients_report,
     confusion_counts,
     parameters,
     per_class_scalars,
@@ -261,8 +261,11 @@ class RunPolicy:
             recorder.record_tensorboard_only(recorder.epochs, per_class_scalars(per_class))
         if data.test is not None and data.test.labels is None:
             extra["predictions"] = predictions(model, head, data.test.inputs)
+        coefficients, no_statistics = coefficients_report(self.cfg, model, head, data)
+        if no_statistics is not None:
+            log.info(f"{COEFFICIENTS_FILE} has weights but no standard errors: {no_statistics}")
         for name, table in ((PREDICTIONS_FILE, predictions_table(model, head, data)),
-                            (COEFFICIENTS_FILE, coefficients_table(model, data))):  # fmt: skip
+                            (COEFFICIENTS_FILE, coefficients)):  # fmt: skip
             if table is not None:
                 write_atomically(self.context.run_dir / name, table)
         pictures = run_pictures(model, head, data, recorder.history, counts, self.start.run_name)

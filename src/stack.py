@@ -2,7 +2,8 @@
 
 `train_runs` is where every run trains, under every launcher: `src.train.train` hands it one run, and
 `hydra/launcher=vectorized` (hydra_plugins/logreg_lab/vectorized_launcher.py) the jobs of a sweep that
-differ only in optimizer settings (lr, momentum, weight_decay, betas, nesterov) and `seed`. The epochs
+differ only in optimizer settings (lr, momentum, weight_decay, betas, nesterov), the loss's class
+weights (pos_weight, class_weight) and `seed`. The epochs
 are shared (src.trainer.train_stacked_epochs); after each, every member's own policy (src.run.RunPolicy)
 records it, steps its schedule, counts its patience, reports to its trial and checkpoints. A member
 that runs out of patience or is pruned leaves the stack; a signal stops every member with a checkpoint.
@@ -38,8 +39,12 @@ from src.trainer import Stack, train_stacked_epochs
 from src.trial import TRIAL_ENV
 
 log = logging.getLogger(__name__)
-# What members of one stack may set differently: each lives in the member's optimizer parameter group.
-MEMBER_KEYS = ("lr", "momentum", "weight_decay", "betas", "nesterov")
+# What members of one stack may set differently, by group: the optimizer's settings, each in the
+# member's optimizer parameter group, and the loss's class weights, each in the member's own head.
+MEMBER_KEYS = {
+    "optimizer": ("lr", "momentum", "weight_decay", "betas", "nesterov"),
+    "loss": ("pos_weight", "class_weight"),
+}
 
 
 def train_runs(runs: list[RunPolicy], held: ExitStack) -> list[Outcome]:
@@ -48,7 +53,8 @@ def train_runs(runs: list[RunPolicy], held: ExitStack) -> list[Outcome]:
     first = runs[0]
     head, epochs, batch_size = first.parts.head, first.epochs, first.cfg.trainer.batch_size
     stack = Stack([run.parts.model for run in runs], [run.parts.data for run in runs],
-                  [run.shuffle for run in runs], [run.optimizer for run in runs])  # fmt: skip
+                  [run.shuffle for run in runs], [run.optimizer for run in runs],
+                  class_weights=[run.parts.head.class_weights for run in runs])  # fmt: skip
     for run in runs:
         run.open(held)
     outcomes: list[Outcome | None] = [None] * len(runs)
@@ -93,8 +99,9 @@ def stack_key(cfg: DictConfig, env_set: dict[str, str] | None = None) -> str | N
         return None  # an environment of its own (its folder, say), which only Hydra's run_job sets
     shared: Any = OmegaConf.to_container(cfg, resolve=True)
     shared.pop("seed")
-    for key in MEMBER_KEYS:
-        shared["optimizer"].pop(key, None)
+    for group, keys in MEMBER_KEYS.items():
+        for key in keys:
+            shared[group].pop(key, None)
     shared["env_set"] = shared_env(env_set or {})
     return OmegaConf.to_yaml(OmegaConf.create(shared))
 

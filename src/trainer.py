@@ -54,7 +54,7 @@ def train_epochs(
     Raises TrainingDiverged when the loss stops being finite, or when it ends EXPLODED times above
     the loss the run started from (a loss of 1e29 is a diverged run, even if it is a number).
     """
-    stack = Stack([model], [data], [shuffle], [optimizer])
+    stack = Stack([model], [data], [shuffle], [optimizer], class_weights=[head.class_weights])
     for (result,) in train_stacked_epochs(stack, head, epochs, batch_size, start_epoch):
         if isinstance(result, TrainingDiverged):
             raise result
@@ -99,13 +99,14 @@ def predict(model: nn.Module, head: Head, inputs: Tensor) -> tuple[Tensor, Tenso
 
 # --- a stack of models --------------------------------------------------------------------------------
 # Every run trains as a stack: a run alone is a stack of one. The jobs of a sweep that differ only in
-# optimizer settings and seed can share every step: their parameters are stacked (src/stacked_step.py)
-# and trained together, each member with its own hyperparameters. Each member keeps its own data split,
-# initial weights and batch order, exactly as it would have alone, so its numbers equal its solo run's
-# up to float re-association. Members of one seed share their split and batch order (a cohort): each
-# batch is gathered once per cohort, and cohorts of equal size step together, as one batched matrix
-# product per layer. An optimizer the project does not step itself (LBFGS, or one a user names by
-# `_target_`) steps its own model through torch.optim, in a stack of one.
+# optimizer settings, class weights and seed can share every step: their parameters are stacked
+# (src/stacked_step.py) and trained together, each member with its own hyperparameters and class
+# weights. Each member keeps its own data split, initial weights and batch order, exactly as it would
+# have alone, so its numbers equal its solo run's up to float re-association. Members of one seed
+# share their split and batch order (a cohort): each batch is gathered once per cohort, and cohorts of
+# equal size step together, as one batched matrix product per layer. An optimizer the project does not
+# step itself (LBFGS, or one a user names by `_target_`) steps its own model through torch.optim, in a
+# stack of one.
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Stack:
     shuffles: list[torch.Generator]
     optimizers: list[Any]  # each epoch trains with their learning rates as they are
     left: set[int] = field(default_factory=set)  # members the caller took out (early stopping, pruning)
+    class_weights: list[Tensor | None] | None = None  # each member's loss's (its head's); None: unweighted
 
 
 class TorchStep:
@@ -165,6 +167,7 @@ class _Block:
             self.stepper = StackedOptimizer(self.params, self.optimizers)
             self.forward = stacked_forward(self.models[0])
         self.active = [True] * len(self.members)  # a member that diverged stays in the tensors, unused
+        self.class_weights = member_class_weights(stack, self.members, head, self.datas[0].train.inputs)
 
     def _joined(self, splits: list[Split], index: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """Inputs for the forward ((N, features) for one cohort, (cohorts, N, features) for more) and
@@ -214,7 +217,8 @@ class _Block:
 
             def closure(inputs: Tensor = batch_inputs, targets: Tensor = batch_targets) -> Tensor:
                 self.stepper.zero_grad()
-                member_losses = head.member_losses(self.forward(self.params, inputs), targets)
+                logits = self.forward(self.params, inputs)
+                member_losses = head.member_losses(logits, targets, self.class_weights)
                 member_losses.sum().backward()  # each member's gradient is its own loss's
                 return member_losses.detach()
 
@@ -235,7 +239,7 @@ class _Block:
             model.eval()
         inputs, labels = self._joined(splits)
         logits = self.forward(self.params, inputs)
-        losses = head.member_losses(logits, head.prepare_targets(labels))
+        losses = head.member_losses(logits, head.prepare_targets(labels), self.class_weights)
         members, count, outputs = logits.shape
         flat = logits.reshape(members * count, outputs)
         correct = head.predict(flat).view(members, count) == labels
@@ -257,6 +261,16 @@ class _Block:
         write_back(self.params, self.models, rows)
         for row in rows:
             self.stepper.export(row, self.optimizers[row], self.models[row])
+
+
+def member_class_weights(stack: Stack, members: list[int], head: Head, like: Tensor) -> Tensor | None:
+    """The class weights of `members` (members, classes), on the device and in the dtype of `like`;
+    None when none of them weighs its loss (a member that does not: all ones)."""
+    given = [None if stack.class_weights is None else stack.class_weights[member] for member in members]
+    if all(weights is None for weights in given):
+        return None
+    ones = torch.ones(head.num_classes, dtype=torch.float64)
+    return torch.stack([ones if weights is None else weights for weights in given]).to(like)
 
 
 def train_stacked_epochs(

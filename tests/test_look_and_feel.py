@@ -70,7 +70,10 @@ def test_the_config_tree_labels_each_group_with_its_option(tmp_path):
     train_here(tmp_path, "trainer.epochs=2", "loss=ce")
     tree = (tmp_path / "config_tree.txt").read_text()
     assert tree.startswith("config\n├── dataset (toy)\n")
-    assert "├── loss (ce)\n│   ├── _target_: src.losses.CrossEntropy\n│   └── reduction: sum\n" in tree
+    assert (
+        "├── loss (ce)\n│   ├── _target_: src.losses.CrossEntropy\n│   ├── reduction: sum\n"
+        "│   ├── pos_weight: null\n│   └── class_weight: null\n"
+    ) in tree
 
 
 def test_a_terminal_shows_live_progress_then_a_clean_summary(tmp_path):

@@ -2,7 +2,8 @@
 
 Every job's config is Hydra's own: the config loader composes it (`load_sweep_config`, as Hydra's basic,
 joblib and submitit launchers load theirs). Jobs of this project's app that differ only in optimizer
-settings (lr, momentum, weight_decay, betas, nesterov) and `seed` train together (src/stack.py); then
+settings (lr, momentum, weight_decay, betas, nesterov), class weights (loss.pos_weight,
+loss.class_weight) and `seed` train together (src/stack.py); then
 every job goes through Hydra's own `run_job` in order (its working directory, log, callbacks, env_set),
 where a stacked job's task reports the outcome its stack gave it, and any other job (LBFGS, a group of
 one, a job of another app) runs there, as the basic launcher runs it. So the sweep's lines, summary and
