@@ -226,7 +226,7 @@ def run(*overrides: str) -> Run:
 
     if {"-m", "--multirun"} & set(overrides):
         raise ConfigError("run() trains one run; sweep() runs a multirun (without -m)")
-    with kept_as_it_was(), project_hydra():
+    with kept_as_it_was(), project_hydra() as trusted:
         try:
             # hydra.mode=RUN: what Hydra adds to a command line's own overrides (.hydra/hydra.yaml)
             config = compose(config_name="config", overrides=[*overrides, "hydra.mode=RUN"],
@@ -237,7 +237,8 @@ def run(*overrides: str) -> Run:
             raise ConfigError(one_line(error)) from None
         callbacks = Callbacks(config)
         callbacks.on_run_start(config=config, config_name="config")
-        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=callbacks)
+        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=callbacks,
+                               **trusted)  # fmt: skip
         try:
             job = run_job(task_function=task, config=config, job_dir_key="hydra.run.dir", job_subdir_key=None,
                           hydra_context=context)  # fmt: skip
@@ -279,10 +280,11 @@ class Callbacks:
 
 
 @contextlib.contextmanager
-def project_hydra() -> Iterator[None]:
+def project_hydra() -> Iterator[dict[str, Any]]:
     """Hydra on the project's configs with the command's settings (src.train.hydra_settings: its
     version_base, or on 1.4 its trusted targets) and its job name (train: the log is train.log), for
-    the block; a Hydra the caller had initialized (their own compose) is put back after it."""
+    the block; a Hydra the caller had initialized (their own compose) is put back after it. Yields what
+    Hydra's context for a job takes of those settings (on 1.4, its execution_whitelist)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -299,7 +301,7 @@ def project_hydra() -> Iterator[None]:
 
                 stack.enter_context(execution_whitelist(settings["execution_whitelist"]))
             stack.enter_context(initialize_config_dir(config_dir=str(config_dir()), job_name="train", **version))
-            yield
+            yield {key: value for key, value in settings.items() if key == "execution_whitelist"}
     finally:
         GlobalHydra.instance().clear()
         if held is not None:
