@@ -29,15 +29,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.config import major_minor
 from src.errors import ConfigError, OutputError, UserError
 from src.rundir import read_run_metrics
 
 if TYPE_CHECKING:
     import pandas
 
+# What Hydra 1.3's command line adds to its own overrides for a run (so .hydra/hydra.yaml is the
+# command's); 1.4's only sets the mode.
+RUN_MODE = ["hydra.mode=RUN"] if major_minor(hydra.__version__) < (1, 4) else []
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where `src` is importable from
 
 
@@ -130,7 +135,9 @@ class Sweep:
 
         pandas = _pandas()
         jobs = self._jobs()
-        rows = [{**row["metrics"], "job": row["job"], "overrides": " ".join(row["overrides"])} for row in jobs]
+        rows = [
+            {**row["metrics"], "job": row["job"], "overrides": " ".join(row["overrides"])} for row in jobs
+        ]
         groups = seed_groups(rows)
         if not groups:
             raise UserError(f"{self.dir} repeats no configuration over seeds; sweep seed=0,1,2 too")
@@ -178,8 +185,7 @@ def typed_values(overrides: list[str], keys: list[str]) -> dict[str, Any]:
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         if key in keys and not override.is_delete():
-            value = override.value()
-            values[key] = value.value if hasattr(value, "value") and not isinstance(value, str) else value
+            values[key] = override.value()
     return values
 
 
@@ -218,7 +224,7 @@ def run(*overrides: str) -> Run:
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.utils import run_job
-    from hydra.types import HydraContext
+    from hydra.types import HydraContext, RunMode
 
     from src.cli import CommandEnded
     from src.hydra_errors import is_command_line_error, one_line
@@ -228,17 +234,19 @@ def run(*overrides: str) -> Run:
         raise ConfigError("run() trains one run; sweep() runs a multirun (without -m)")
     with kept_as_it_was(), project_hydra() as trusted:
         try:
-            # hydra.mode=RUN: what Hydra adds to a command line's own overrides (.hydra/hydra.yaml)
-            config = compose(config_name="config", overrides=[*overrides, "hydra.mode=RUN"],
-                             return_hydra_config=True)  # fmt: skip
+            config = compose(
+                config_name="config", overrides=[*overrides, *RUN_MODE], return_hydra_config=True
+            )
         except Exception as error:
             if not is_command_line_error(error):
                 raise
             raise ConfigError(one_line(error)) from None
+        with open_dict(config):
+            config.hydra.mode = RunMode.RUN  # as Hydra's run sets it
         callbacks = Callbacks(config)
         callbacks.on_run_start(config=config, config_name="config")
-        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=callbacks,
-                               **trusted)  # fmt: skip
+        loader = GlobalHydra.instance().config_loader()
+        context = HydraContext(config_loader=loader, callbacks=callbacks, **trusted)  # type: ignore[arg-type]
         try:
             job = run_job(task_function=task, config=config, job_dir_key="hydra.run.dir", job_subdir_key=None,
                           hydra_context=context)  # fmt: skip
@@ -250,7 +258,7 @@ def run(*overrides: str) -> Run:
             raise (ended.error or UserError(f"the run ended with exit status {ended.code}")) from None
         callbacks.on_run_end(config=config, config_name="config", job_return=job)
         job.return_value  # noqa: B018  (raises what the task raised: a bug's traceback)
-        return Run(job.hydra_cfg.hydra.runtime.output_dir)
+        return Run(config.hydra.runtime.output_dir)  # run_job sets it
 
 
 class Callbacks:
@@ -300,7 +308,9 @@ def project_hydra() -> Iterator[dict[str, Any]]:
                 from hydra.utils import execution_whitelist  # type: ignore[attr-defined,unused-ignore]
 
                 stack.enter_context(execution_whitelist(settings["execution_whitelist"]))
-            stack.enter_context(initialize_config_dir(config_dir=str(config_dir()), job_name="train", **version))
+            stack.enter_context(
+                initialize_config_dir(config_dir=str(config_dir()), job_name="train", **version)
+            )
             yield {key: value for key, value in settings.items() if key == "execution_whitelist"}
     finally:
         GlobalHydra.instance().clear()
@@ -320,7 +330,11 @@ def kept_as_it_was() -> Iterator[None]:
                if isinstance(logger, logging.Logger)}  # fmt: skip
     kept = {name: (lg.level, list(lg.handlers), lg.propagate, lg.disabled) for name, lg in loggers.items()}
     root = (logging.root.level, list(logging.root.handlers))
-    threads, rng, deterministic = torch.get_num_threads(), torch.get_rng_state(), torch.are_deterministic_algorithms_enabled()
+    threads, rng, deterministic = (
+        torch.get_num_threads(),
+        torch.get_rng_state(),
+        torch.are_deterministic_algorithms_enabled(),
+    )
     try:
         yield
     finally:
@@ -349,7 +363,14 @@ def sweep(*overrides: str, launcher: str = "basic") -> Sweep:
     from src.sweep import SWEEP_RECORD
 
     chosen = any(o.split("=", 1)[0] == "hydra/launcher" for o in overrides)
-    argv = [sys.executable, "-m", "src.train", "-m", *overrides, *([] if chosen else [f"hydra/launcher={launcher}"])]
+    argv = [
+        sys.executable,
+        "-m",
+        "src.train",
+        "-m",
+        *overrides,
+        *([] if chosen else [f"hydra/launcher={launcher}"]),
+    ]
     path = os.pathsep.join([str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})  # fmt: skip
@@ -389,7 +410,9 @@ def _pandas() -> Any:
     try:
         import pandas
     except ImportError:
-        raise UserError("the tables need pandas: pip install -e '.[analysis]' (or pip install pandas)") from None
+        raise UserError(
+            "the tables need pandas: pip install -e '.[analysis]' (or pip install pandas)"
+        ) from None
     return pandas
 
 

@@ -47,7 +47,9 @@ def replayed_overrides(source: Run) -> list[str]:
         if key == "resume" or own_checkpoint or (in_sweep and key == "hparams_search"):
             continue  # where it continued from, or the search that drew the overrides it has
         kept.append(override)
-    given = [o for o in hydra_overrides(settings) if not (in_sweep and override_key(o).startswith("hydra.sweeper"))]
+    given = [
+        o for o in hydra_overrides(settings) if not (in_sweep and override_key(o).startswith("hydra.sweeper"))
+    ]
     return [*kept, *given, *(["hydra.sweeper.params=null"] if in_sweep else [])]
 
 
@@ -61,8 +63,12 @@ def differences(before: Run, after: Run) -> tuple[list[str], list[str], float]:
     """What differs between two runs: config keys (`key: a -> b`), metrics beyond float rounding, and
     the largest relative difference of any metric."""
     configs = [_leaves(OmegaConf.to_container(run.config, resolve=False)) for run in (before, after)]
-    changed = [f"{key}: {configs[0].get(key)} -> {configs[1].get(key)}"
-               for key in dict.fromkeys([*configs[0], *configs[1]]) if configs[0].get(key) != configs[1].get(key)]  # fmt: skip
+    keys = dict.fromkeys([*configs[0], *configs[1]])
+    changed = [
+        f"{k}: {configs[0].get(k)} -> {configs[1].get(k)}"
+        for k in keys
+        if configs[0].get(k) != configs[1].get(k)
+    ]
     metrics = [_leaves(run.metrics) for run in (before, after)]
     moved, largest = [], 0.0
     for key in dict.fromkeys([*metrics[0], *metrics[1]]):
@@ -91,7 +97,9 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """The command: rerun, compare, say it; 0 when the numbers are the same, 1 when they are not."""
     if not argv or argv[0].startswith("-"):
-        print("usage: python -m src.reproduce RUN_DIR [overrides, e.g. hydra.run.dir=NEW_DIR]", file=sys.stderr)
+        print(
+            "usage: python -m src.reproduce RUN_DIR [overrides, e.g. hydra.run.dir=NEW_DIR]", file=sys.stderr
+        )
         return 2
     try:
         before = load_run(argv[0])
@@ -105,7 +113,9 @@ def main(argv: list[str]) -> int:
     if moved:
         print(f"error: the numbers differ from {before.dir}'s: {'; '.join(moved)}", file=sys.stderr)
         return 1
-    same = "the same numbers" if largest == 0 else f"the same numbers to float rounding ({largest:.1g} relative)"
+    same = (
+        "the same numbers" if largest == 0 else f"the same numbers to float rounding ({largest:.1g} relative)"
+    )
     print(f"reproduced {before.dir}: {same}, in {after.dir}")
     return 0
 

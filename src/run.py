@@ -414,8 +414,8 @@ def resume_command(context: RunContext) -> str:
     Hydra's (the launcher, the sweeper's settings), with the folder it writes to."""
     if context.in_sweep:
         sweep_dir = context.run_dir.parent
-        words = ["python", "-m", "src.train", "-m", *sweep_overrides(sweep_dir), *hydra_overrides(context.hydra_config),
-                 f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+        words = ["python", "-m", "src.train", "-m", *sweep_overrides(sweep_dir),
+                 *hydra_overrides(context.hydra_config), f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     else:
         kept = [o for o in context.overrides if override_key(o) not in ("resume", "ckpt_path")]
         words = ["python", "-m", "src.train", *kept, *hydra_overrides(context.hydra_config),
