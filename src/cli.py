@@ -8,7 +8,6 @@ the user asked for (Ctrl-C, kill) ends the sweep.
 
 import contextlib
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -50,12 +49,21 @@ def run_guarded(
         log.log(logging.DEBUG if in_sweep and not stops_sweep else logging.ERROR, f"error: {reason}{where}")
         if in_sweep and not stops_sweep:
             return FailedRun(reason)  # the other jobs still run; the summary lists this one as failed
-        exit_with(user_error.exit_code if user_error is not None else 1)
+        exit_with(user_error.exit_code if user_error is not None else 1, user_error or error)
 
 
-def exit_with(code: int) -> NoReturn:
+class CommandEnded(SystemExit):
+    """The command ends with exit status `code`, its reason already said in one line. A process exits
+    with it; a caller in Python (src.api) raises `error`, what ended it, instead."""
+
+    def __init__(self, code: int, error: BaseException | None = None) -> None:
+        super().__init__(code)
+        self.error = error
+
+
+def exit_with(code: int, error: BaseException | None = None) -> NoReturn:
     logging.shutdown()  # flush the run's log before leaving
-    sys.exit(code)
+    raise CommandEnded(code, error)
 
 
 class RunLogFile(logging.FileHandler):

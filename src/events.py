@@ -24,6 +24,7 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
@@ -160,18 +161,42 @@ def file_seconds(folder: Path) -> int:
     return max([int(time.time()), *(seconds + 1 for seconds in older)])
 
 
+def read_records(path: Path) -> Iterator[bytes]:
+    """The records of one event file, in order, up to the first truncated or damaged one (a process
+    killed while writing), where TensorBoard's loaders stop too."""
+    data = path.read_bytes()
+    start = 0
+    while start + 12 <= len(data):
+        header = data[start : start + 8]
+        (length,) = struct.unpack("<Q", header)
+        end = start + 12 + length
+        if end + 4 > len(data) or struct.unpack_from("<I", data, start + 8)[0] != masked_crc32c(header):
+            return
+        record = data[start + 12 : end]
+        if struct.unpack_from("<I", data, end)[0] != masked_crc32c(record):
+            return
+        yield record
+        start = end + 4
+
+
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar logged in one folder of event files, as {tag: [(step, value), ...]}, with
-    TensorBoard's own reader (so purge steps are honoured as TensorBoard shows them)."""
-    import logging
+    """Every scalar logged in one folder of event files, as {tag: [(step, value), ...]}, as TensorBoard
+    shows them: the files in name order, each restart marker (SessionLog START at step s) dropping what
+    earlier files logged at s and after, as TensorBoard's EventAccumulator purges its files (version 2).
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    # It reports each file it finishes, and each purge of steps a resumed run logged again (as meant).
-    logging.getLogger("tensorboard").setLevel(logging.ERROR)
-    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {
-        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-        for tag in accumulator.Tags()["scalars"]
-    }
+    Read here rather than with EventAccumulator, whose record checks are pure Python where TensorFlow
+    is not installed: 25 ms per job folder with pictures, 6.5 s for the curves of a 256-job sweep of 20
+    epochs, against 0.2 s here (the tests compare both with TensorBoard's own loaders)."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(path for path in folder.iterdir() if EVENT_FILE.match(path.name)):
+        for record in read_records(path):
+            event = Event.FromString(record)
+            if event.HasField("session_log"):
+                if event.session_log.status == SessionLog.START:
+                    for tag, points in scalars.items():
+                        scalars[tag] = [point for point in points if point[0] < event.step]
+                continue
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return {tag: points for tag, points in scalars.items() if points}

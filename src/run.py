@@ -424,21 +424,21 @@ def resume_command(context: RunContext) -> str:
     Hydra's (the launcher, the sweeper's settings), with the folder it writes to."""
     if context.in_sweep:
         sweep_dir = context.run_dir.parent
-        words = ["python", "-m", "src.train", "-m", *sweep_overrides(sweep_dir), *hydra_overrides(context),
-                 f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+        words = ["python", "-m", "src.train", "-m", *sweep_overrides(sweep_dir),
+                 *hydra_overrides(context.hydra_config), f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     else:
         kept = [o for o in context.overrides if override_key(o) not in ("resume", "ckpt_path")]
-        words = ["python", "-m", "src.train", *kept, *hydra_overrides(context),
+        words = ["python", "-m", "src.train", *kept, *hydra_overrides(context.hydra_config),
                  f"hydra.run.dir={context.run_dir}"]  # fmt: skip
     return " ".join(shlex.quote(word) for word in [*words, "resume=true"])
 
 
-def hydra_overrides(context: RunContext) -> list[str]:
-    """The command line's `hydra` overrides, less the folder (given again) and what a sweeper adds to
-    each job (an Optuna trial's environment)."""
-    if context.hydra_config is None:
+def hydra_overrides(hydra_config: DictConfig | None) -> list[str]:
+    """The command line's `hydra` overrides in a run's Hydra settings (.hydra/hydra.yaml), less the
+    folder (given again) and what a sweeper adds to each job (an Optuna trial's environment)."""
+    if hydra_config is None:
         return []
-    given = OmegaConf.select(context.hydra_config, "hydra.overrides.hydra", default=None) or []
+    given = OmegaConf.select(hydra_config, "hydra.overrides.hydra", default=None) or []
     dropped = ("hydra.run.dir", "hydra.sweep.dir", "hydra.mode", f"hydra.job.env_set.{TRIAL_ENV}")
     return [str(o) for o in given if override_key(str(o)) not in dropped]
 

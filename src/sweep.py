@@ -217,7 +217,7 @@ def write_summary(
     configuration, which goes to summary_by_config.csv as well."""
     rows = rank(collect_jobs(sweep_dir, reported), metric, direction)
     present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
-    added = [key for key in (TRAIN_LR, *EARLY_STOPPING) if any(key in row for row in rows)]
+    added = added_columns(rows)
     columns = ["rank", "job", "overrides", "status", *dict.fromkeys(present), "epochs", "reason", *added]
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
@@ -245,12 +245,22 @@ def write_summary(
     table = header + "\n".join(lines) + "\n"
     groups = seed_groups(rows) if by_config else {}
     if groups:
-        configs = summarize_configs(
-            groups, metric, direction, [*present, *(k for k in added if k != "stopped_early")]
-        )
+        configs = summarize_configs(groups, metric, direction, summary_metrics(rows, metric))
         table += "\n" + write_config_summary(sweep_dir, configs, metric, direction)
     write_atomically(sweep_dir / "summary.md", table.encode())
     return rows, table
+
+
+def added_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The columns beyond the scalars that some job has: train/lr, early stopping's."""
+    return [key for key in (TRAIN_LR, *EARLY_STOPPING) if any(key in row for row in rows)]
+
+
+def summary_metrics(rows: list[dict[str, Any]], metric: str) -> list[str]:
+    """What the table by configuration averages over seeds: the objective, every scalar and the
+    columns some job has (but `stopped_early`, a yes or no)."""
+    present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
+    return list(dict.fromkeys([*present, *(k for k in added_columns(rows) if k != "stopped_early")]))
 
 
 NOT_CONFIGURATION = ("seed", "resume")  # how a job is sampled or continued, not what it trains

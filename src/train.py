@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from src.cli import HeldRunLog, exit_with, run_guarded
 from src.config import major_minor, register_configs
-from src.errors import TrainingDiverged
+from src.errors import ConfigError, TrainingDiverged
 from src.files import remove_unused
 from src.interrupt import end_with_parent_process, mark_app_process
 from src.run import RunContext, announce_job, conclude, prepare_run, record_failure, write_run_files
@@ -97,8 +97,7 @@ def main() -> None:
         if users_choice == "1":
             raise
         if isinstance(error, OSError) and error.filename:  # Hydra making the run or sweep folder
-            print(f"error: cannot make the folder {error.filename} ({error.strerror}); choose another "
-                  "hydra.run.dir (or hydra.sweep.dir)", file=sys.stderr)  # fmt: skip
+            print(f"error: {unmade_folder(error)}", file=sys.stderr)
             exit_with(2)
         if not is_command_line_error(error):
             raise
@@ -117,15 +116,22 @@ def main() -> None:
             os.environ["HYDRA_FULL_ERROR"] = users_choice
 
 
+def unmade_folder(error: OSError) -> str:
+    """What to say when Hydra cannot make the run's (or the sweep's) folder."""
+    return (f"cannot make the folder {error.filename} ({error.strerror}); choose another hydra.run.dir "
+            "(or hydra.sweep.dir)")  # fmt: skip
+
+
 def task(cfg: DictConfig) -> float | FailedRun | PrunedRun:
     """Train once; return the objective metric for sweepers (a FailedRun when a sweep's job fails)."""
     context = RunContext.from_hydra()
     started = time.perf_counter()
     if not context.in_sweep and is_sweep_preset(HydraConfig.get().sweeper):
         # Hydra 1.4 lets only the primary config or the command line choose multirun.
-        log.error("error: this preset is a sweep (a search, or hydra.sweeper.params): add -m, as in "
-                  "python -m src.train -m experiment=bce_vs_ce")  # fmt: skip
-        exit_with(2)
+        refusal = ConfigError("this preset is a sweep (a search, or hydra.sweeper.params): add -m, as in "
+                              "python -m src.train -m experiment=bce_vs_ce")  # fmt: skip
+        log.error(f"error: {refusal}")
+        exit_with(refusal.exit_code, refusal)
     if context.in_sweep:
         end_with_parent_process()
         if cfg.resume and job_status(context.run_dir) == "completed":  # a finished job is kept as it is
