@@ -8,6 +8,7 @@ the user asked for (Ctrl-C, kill) ends the sweep.
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
