@@ -85,7 +85,9 @@ def fit_covariance(coefficients: Tensor, inputs: Tensor, labels: Tensor) -> Tens
         return nn.functional.binary_cross_entropy_with_logits(design @ theta, targets, reduction="sum")
 
     gradient = torch.func.grad(negative_log_likelihood)(estimate)
-    hessian = torch.func.hessian(negative_log_likelihood)(estimate)
+    # Reverse mode twice: torch.func.hessian's forward-over-reverse loads forward-mode decompositions
+    # through the deprecated torch.jit.script, a FutureWarning on every such run.
+    hessian = torch.func.jacrev(torch.func.jacrev(negative_log_likelihood))(estimate)
     scale = hessian.diagonal().clamp_min(torch.finfo(torch.float64).tiny).rsqrt()
     if torch.linalg.eigvalsh(hessian * scale[:, None] * scale[None, :])[0] < SINGULAR:
         return (
