@@ -3,6 +3,7 @@
     make bench            # or: python -m benchmarks.bench [--repeats 5] [--output BENCHMARKS.md]
     python -m benchmarks.bench --only classes    # the ten-class and pair-recipe lines alone (prints)
     python -m benchmarks.bench --only optuna    # one line: the Optuna search with and without pruning
+    python -m benchmarks.bench --only table     # one line: dataset=csv on 100,000 rows vs scikit-learn
 
 Each line times the framework and its baseline in the same run, takes medians over repeats, and prints
 the ratio beside its goal. The MNIST-family lines use Fashion-MNIST 0 vs 6 (Debian's
@@ -347,6 +348,52 @@ def bench_classes(workdir: Path) -> list[Row]:
     return rows
 
 
+TABLE_ROWS, TABLE_COLUMNS = 100_000, 50
+
+
+def write_table(path: Path) -> None:
+    """A seeded table of TABLE_ROWS rows: TABLE_COLUMNS numeric features of different scales and a 0/1
+    target drawn from a logistic model of them (so the MLE is well defined and not separable)."""
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.logspace(-1, 2, TABLE_COLUMNS, dtype=torch.float64)
+    features = torch.randn(TABLE_ROWS, TABLE_COLUMNS, generator=generator, dtype=torch.float64) * scales
+    weights = torch.randn(TABLE_COLUMNS, generator=generator, dtype=torch.float64) / scales * 0.3
+    drawn = torch.rand(TABLE_ROWS, generator=generator, dtype=torch.float64)
+    target = drawn < torch.sigmoid(features @ weights)
+    lines = [",".join([*(f"x{i}" for i in range(TABLE_COLUMNS)), "y"])]
+    lines += [",".join([*(f"{v:.6g}" for v in row), str(int(y))]) for row, y in
+              zip(features.tolist(), target.tolist(), strict=True)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def bench_table(workdir: Path) -> Row:
+    """dataset=csv on a 100,000 x 50 table, the whole command (start, load, 20 LBFGS epochs, reports)
+    against scikit-learn's unpenalized LogisticRegression fit on the same training rows, at equal test
+    log-loss."""
+    from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
+    from sklearn.metrics import log_loss
+
+    from src.tables import load_csv
+
+    path = workdir / "table.csv"
+    write_table(path)
+    overrides = ["dataset=csv", f"dataset.path={path}", "dataset.target=y", "optimizer=lbfgs"]
+    overrides.append("trainer.epochs=20")
+    metrics, seconds, _ = train_command(workdir, "table", *overrides)
+    data = load_csv(str(path), "y", None, None, [], True, 0.2, 0.2, seed=2)  # the config's seed: same rows
+    assert data.test is not None and data.test.labels is not None
+    classifier = SklearnLogisticRegression(C=float("inf"), max_iter=1000)
+    start = time.perf_counter()
+    classifier.fit(data.train.inputs.numpy(), data.train.labels.numpy())
+    sklearn_seconds = time.perf_counter() - start
+    theirs = log_loss(data.test.labels.numpy(), classifier.predict_proba(data.test.inputs.numpy()))
+    ours = metrics["test/log_loss"]
+    met = seconds <= 0.5 * sklearn_seconds and abs(ours - theirs) <= 0.002
+    return Row(f"dataset=csv {TABLE_ROWS:,} x {TABLE_COLUMNS}: load + 20 LBFGS epochs vs scikit-learn's fit",
+               seconds, sklearn_seconds, "s", "<= 0.5x, test log-loss within 0.002", met,
+               f"test log-loss {ours:.4f} vs {theirs:.4f}")  # fmt: skip
+
+
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -405,7 +452,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians)")
     parser.add_argument("--output", type=Path, default=None, help="default: BENCHMARKS.md (full runs only)")
     parser.add_argument(
-        "--only", choices=["toy", "classes", "optuna"], help="run one section alone and print it"
+        "--only", choices=["toy", "classes", "optuna", "table"], help="run one section alone and print it"
     )
     args = parser.parse_args()
     from benchmarks.bench_sweeps import sweep_rows
@@ -413,6 +460,10 @@ def main() -> None:
     if args.only == "toy":
         with tempfile.TemporaryDirectory() as workdir:
             print(f"Machine: {machine()}\n\n{table(toy_rows(args.repeats, Path(workdir)))}")
+        return
+    if args.only == "table":
+        with tempfile.TemporaryDirectory() as workdir:
+            print(f"Machine: {machine()}\n\n{table([bench_table(Path(workdir))])}")
         return
     if args.only == "optuna":
         with tempfile.TemporaryDirectory() as workdir:
@@ -427,7 +478,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as workdir:
         rows, data = bench(args.repeats, Path(workdir))
-        classes = bench_classes(Path(workdir))
+        classes = [*bench_classes(Path(workdir)), bench_table(Path(workdir))]
         sweeps, scaling = sweep_rows(max(1, args.repeats // 3), Path(workdir))
     report = (
         f"# Benchmarks\n\nMachine: {machine()}\n\nData for the MNIST-family lines: {data}; batch size "
