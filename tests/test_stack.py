@@ -21,6 +21,7 @@ from tests.helpers import (
     read_scalars,
     train_here,
     tutorial_run,
+    write_fake_dataset,
 )
 
 
@@ -158,3 +159,27 @@ def test_an_interrupted_stack_checkpoints_every_member_and_the_sweep_resumes(tmp
     assert resumed.returncode == 0, resumed.stderr
     train_here(tmp_path / "alone", "optimizer.lr=0.05", "trainer.epochs=600")
     assert_same_numbers(sweep_dir / "1", tmp_path / "alone")
+
+
+@pytest.mark.slow  # a real process (or several): run by CI's make test-slow
+def test_a_stack_stopped_by_ctrl_c_and_resumed_equals_the_stack_never_stopped_to_the_last_bit(tmp_path):
+    import signal
+    import time
+
+    root = write_fake_dataset(tmp_path / "data")
+    sweep = ["-m", "hydra/launcher=vectorized", "dataset=mnist_binary", f"dataset.root={root}",
+             "optimizer.lr=0.01,0.05,0.1", "trainer.epochs=40", "trainer.checkpoint_every=5",
+             "trainer.batch_size=16"]  # fmt: skip
+    assert command(*sweep, f"hydra.sweep.dir={tmp_path / 'whole'}").returncode == 0
+    process = launch(*sweep, f"hydra.sweep.dir={tmp_path / 'cut'}")
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cut" / "2" / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert read_metrics(tmp_path / "cut" / "0")["status"] == "interrupted"
+    resumed = command(*sweep, f"hydra.sweep.dir={tmp_path / 'cut'}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    for job in range(3):  # every scalar of every epoch, bitwise: the same stack, the same arithmetic
+        assert read_scalars(tmp_path / "cut" / str(job)) == read_scalars(tmp_path / "whole" / str(job))
