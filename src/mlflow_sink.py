@@ -46,6 +46,11 @@ def require_mlflow() -> None:
         )
 
 
+def preload(logger: DictConfig) -> None:
+    """Import MLflow and open its store on the worker while the run loads its data."""
+    worker().submit(experiment_id, logger)
+
+
 @cache
 def worker() -> ThreadPoolExecutor:
     """The one thread every MLflow call of this process runs on, in the order they were made."""

@@ -40,7 +40,7 @@ from src.errors import ConfigError, OutputError, TrainingDiverged
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
 from src.metrics import BINARY_SCORES, MULTICLASS_SCORES, SCORED, TEST_ACCURACY_PER_CLASS, TRAIN_LR
-from src.mlflow_sink import MLflowSink, require_mlflow
+from src.mlflow_sink import MLflowSink, preload, require_mlflow
 from src.outputs import RunRecorder, Sink, TensorBoardSink, hyperparameters, override_key, run_name
 from src.report import (
     COEFFICIENTS_FILE,
@@ -291,6 +291,7 @@ def prepare_run(
     validate(cfg)
     if cfg.logger.mlflow:
         require_mlflow()
+        preload(cfg.logger)
     if cfg.trainer.deterministic:  # torch imports its compiler's settings for this call: only when asked
         torch.use_deterministic_algorithms(True)
     data = shared_data() if shared_data is not None else None
