@@ -361,12 +361,10 @@ class LoggerConfig:
     """Where runs are recorded besides metrics.json: `logger=tensorboard`, `logger=mlflow`, or both
     (`logger=[tensorboard,mlflow]`, Hydra's list of options, whose files merge into this one node)."""
 
-    tensorboard: bool = False  # event files in the run folder
-    mlflow: bool = False  # an MLflow run (src/mlflow_sink.py)
-    # MLflow's store (relative to the working folder; MLflow 3 refuses its old ./mlruns file store) or
-    # a server; conf/logger/mlflow.yaml sets it, this default serves logger=tensorboard's config.
-    tracking_uri: str = "sqlite:///experiments/mlruns/mlflow.db"
-    experiment_name: str = "logreg-lab"  # the MLflow experiment runs and sweeps go to
+    tensorboard: bool = MISSING  # event files in the run folder
+    mlflow: bool = MISSING  # an MLflow run (src/mlflow_sink.py)
+    tracking_uri: str = MISSING  # MLflow's store or server
+    experiment_name: str = MISSING  # the MLflow experiment runs and sweeps go to
 
     def check(self) -> None:
         require(self.experiment_name != "", "logger.experiment_name must not be empty")

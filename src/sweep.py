@@ -476,7 +476,7 @@ class SweepSummary(Callback):
         try:
             self._claim(sweep_dir, config)
             check_once(config)
-            if config.logger.mlflow:
+            if records_to_mlflow(config):
                 from src.mlflow_sink import require_mlflow
 
                 require_mlflow()
@@ -487,7 +487,7 @@ class SweepSummary(Callback):
             sys.exit(error.exit_code)
         record = OmegaConf.to_yaml(OmegaConf.create(sweep_definition(config)))
         write_atomically(sweep_dir / SWEEP_RECORD, record.encode())
-        if config.logger.mlflow:  # the parent run its jobs nest under, in whatever process they run
+        if records_to_mlflow(config):  # the parent run its jobs nest under, in whatever process they run
             from src.mlflow_sink import open_sweep_run
 
             try:
@@ -550,7 +550,7 @@ class SweepSummary(Callback):
         try:
             self._summarize(config, sweep_dir, stopping)
         finally:
-            if config.logger.mlflow:
+            if records_to_mlflow(config):
                 from src.mlflow_sink import close_sweep_run
 
                 names = (
@@ -612,6 +612,11 @@ def summarize(
     curves = [tag for tag in LOSS_CURVES if any(tag in row for row in rows)]
     print(tensorboard_command(sweep_dir, curves))  # one command for the whole sweep, not one per job
     return rows
+
+
+def records_to_mlflow(config: DictConfig) -> bool:
+    """logger=mlflow (or a list with it) in a sweep's config."""
+    return bool(OmegaConf.select(config, "logger.mlflow", default=False))
 
 
 def check_once(config: DictConfig) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -67,9 +68,11 @@ def test_a_run_is_an_mlflow_run_with_params_curves_artifacts_and_status(tmp_path
     assert artifacts(store, run.info.run_id) >= {"metrics.json", "config.yaml", "pictures", "checkpoints"}
     assert "pictures/loss_curve.png" in artifacts(store, run.info.run_id, "pictures")
     assert "checkpoints/last.pt" in artifacts(store, run.info.run_id, "checkpoints")
-    saved = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics.json",
-                                                dst_path=str(tmp_path / "back"), tracking_uri=store)  # fmt: skip
-    assert json.loads(open(saved).read()) == json.loads((run_dir / "metrics.json").read_text())
+    back = str(tmp_path / "back")
+    saved = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="metrics.json", dst_path=back, tracking_uri=store
+    )
+    assert json.loads(Path(saved).read_text()) == json.loads((run_dir / "metrics.json").read_text())
     assert any(run_dir.glob("*/events.out.tfevents.*"))  # and TensorBoard's events beside it
 
 
@@ -107,8 +110,8 @@ def test_statuses_map_onto_mlflows_and_keys_onto_what_it_accepts(tmp_path, store
             mlflow_key("test/accuracy_per_class/T-shirt (top)?"): 1.0,
         }
     folder = tmp_path / "crashed"  # an exception before finish: failed, as metrics.json says
-    with pytest.raises(RuntimeError), RunRecorder(folder, "x", "", {},
-                                                  sinks=[MLflowSink(cfg.logger, folder, "x", "", {}, 0)]):  # fmt: skip
+    sinks = [MLflowSink(cfg.logger, folder, "x", "", {}, 0)]
+    with pytest.raises(RuntimeError), RunRecorder(folder, "x", "", {}, sinks=sinks):
         raise RuntimeError("boom")
     assert client_of(store).get_run(held_id(folder)).info.status == "FAILED"
 
