@@ -355,6 +355,21 @@ class ObjectiveConfig:
         )
 
 
+# --- logger ----------------------------------------------------------------------------------------
+@dataclass
+class LoggerConfig:
+    """Where runs are recorded besides metrics.json: `logger=tensorboard`, `logger=mlflow`, or both
+    (`logger=[tensorboard,mlflow]`, Hydra's list of options, whose files merge into this one node)."""
+
+    tensorboard: bool = MISSING  # event files in the run folder
+    mlflow: bool = MISSING  # an MLflow run (src/mlflow_sink.py)
+    tracking_uri: str = MISSING  # MLflow's store or server
+    experiment_name: str = MISSING  # the MLflow experiment runs and sweeps go to
+
+    def check(self) -> None:
+        require(self.experiment_name != "", "logger.experiment_name must not be empty")
+
+
 @dataclass
 class Config:
     dataset: Any = MISSING
@@ -364,6 +379,7 @@ class Config:
     scheduler: Any = None  # null: a constant learning rate
     device: DeviceType = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = MISSING
     resume: bool = MISSING  # continue from this run directory's checkpoints/last.pt
@@ -391,6 +407,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "plateau": PlateauSchedulerConfig,
     },
     "trainer": {"trainer": TrainerConfig},
+    "logger": {"logger": LoggerConfig},
 }
 
 

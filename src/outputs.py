@@ -1,4 +1,5 @@
-"""What a run leaves in its directory: TensorBoard events and a flat metrics.json.
+"""What a run leaves in its directory: a flat metrics.json, and its records in the logger group's sinks
+(TensorBoard events by default; src/mlflow_sink.py for MLflow).
 
 metrics.json keys (a contract other tools read): `status` ("completed", "interrupted" or "failed", then
 `reason`), `epochs` (completed), the last value of every scalar under its TensorBoard tag (`train/loss`,
@@ -10,10 +11,11 @@ accuracy}) where the test split has labels, and `predictions` where the test inp
 import re
 import time
 from collections.abc import Collection
+from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
@@ -88,12 +90,63 @@ def run_name(overrides: list[str], swept: Collection[str] | None = None) -> str:
     return re.sub(r"[^\w.=,+\-\[\]]", "_", name)[:200]  # one safe path component
 
 
-class RunRecorder:
-    """Logs scalars to TensorBoard, remembers their last values and curves, and writes metrics.json.
+class Sink(Protocol):
+    """Where a run's records go besides metrics.json, chosen by the logger group: TensorBoard's event
+    files (TensorBoardSink), an MLflow run (src/mlflow_sink.py)."""
 
-    Events go to `run_dir/<run name>/`, so TensorBoard's run list shows each run's settings. Used as a
-    context manager: leaving it by an exception before `finish` records `status: failed` and the reason,
-    so whatever was logged before a crash stays readable.
+    def scalars(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def picture(self, name: str, path: Path, png: bytes, width: int, height: int, step: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self, status: str, reason: str | None) -> None:
+        """Once metrics.json holds the run's `status`."""
+
+    def close(self) -> None: ...
+
+
+class TensorBoardSink:
+    """Events in `folder` (`run_dir/<run name>/`, so TensorBoard's run list shows each run's settings)."""
+
+    def __init__(
+        self, folder: Path, config_yaml: str, hyperparameters: HyperParameters, start_epoch: int
+    ) -> None:
+        """A resumed run (`start_epoch` > 0): TensorBoard drops any events logged after the checkpoint
+        (purge_step), so the curve has no duplicated or backward steps."""
+        self.writer = EventWriter(folder, purge_step=start_epoch)
+        # A resumed run writes this again; TensorBoard keeps the first, the run's real start.
+        self.writer.session_start(hyperparameters, start_time=time.time())
+        if start_epoch == 0:
+            # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
+            self.writer.text("config", "    " + config_yaml.replace("\n", "\n    "))
+
+    def scalars(self, step: int, metrics: dict[str, float]) -> None:
+        for tag, value in metrics.items():
+            self.writer.scalar(tag, value, step)
+
+    def picture(self, name: str, path: Path, png: bytes, width: int, height: int, step: int) -> None:
+        self.writer.image(f"{PICTURES_GROUP}/{name}", png, width, height, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def finish(self, status: str, reason: str | None) -> None:
+        if status in ("completed", "failed"):  # interrupted: it may still be resumed and complete
+            self.writer.session_end(status == "completed", end_time=time.time())
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class RunRecorder:
+    """Hands scalars and pictures to the run's sinks, remembers their last values and curves, and writes
+    metrics.json.
+
+    A solo run and each member of a stack record through this one path. Used as a context manager:
+    leaving it by an exception before `finish` records `status: failed` and the reason, so whatever was
+    logged before a crash stays readable.
     """
 
     def __init__(
@@ -105,9 +158,10 @@ class RunRecorder:
         start_epoch: int = 0,
         metrics: dict[str, float] | None = None,
         history: Curves | None = None,
+        sinks: list[Sink] | None = None,
     ) -> None:
-        """`start_epoch`, `metrics` and `history` continue a resumed run: TensorBoard drops any events
-        logged after the checkpoint (purge_step), so the curve has no duplicated or backward steps."""
+        """`start_epoch`, `metrics` and `history` continue a resumed run. `sinks`: where records go
+        (None: TensorBoard's events in `run_dir/<name>/`)."""
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.json"
         self.hyperparameters = hyperparameters
@@ -118,12 +172,9 @@ class RunRecorder:
         }
         self.epochs = start_epoch
         self.status: str | None = None
-        self.writer = EventWriter(run_dir / name, purge_step=start_epoch)
-        # A resumed run writes this again; TensorBoard keeps the first, the run's real start.
-        self.writer.session_start(hyperparameters, start_time=time.time())
-        if start_epoch == 0:
-            # Four-space indent makes TensorBoard's markdown show the YAML as a code block.
-            self.writer.text("config", "    " + config_yaml.replace("\n", "\n    "))
+        if sinks is None:
+            sinks = [TensorBoardSink(run_dir / name, config_yaml, hyperparameters, start_epoch)]
+        self.sinks = sinks
 
     def record_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """The metrics of epoch `epoch` (from 0), which is now completed."""
@@ -132,15 +183,16 @@ class RunRecorder:
 
     def record(self, step: int, metrics: dict[str, float]) -> None:
         """Scalars at `step`, each under its tag."""
+        for sink in self.sinks:
+            sink.scalars(step, metrics)
         for tag, value in metrics.items():
-            self.writer.scalar(tag, value, step)
             self.final[tag] = value
             self.history.setdefault(tag, []).append((step, value))
 
-    def record_tensorboard_only(self, step: int, metrics: dict[str, float]) -> None:
+    def record_sinks_only(self, step: int, metrics: dict[str, float]) -> None:
         """Scalars that metrics.json holds in another shape (per-class accuracy, as one mapping)."""
-        for tag, value in metrics.items():
-            self.writer.scalar(tag, value, step)
+        for sink in self.sinks:
+            sink.scalars(step, metrics)
 
     def finish(self, status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
         """Write metrics.json with the run's status and final values; returns what was written."""
@@ -152,22 +204,29 @@ class RunRecorder:
         metrics.update(self.final)
         metrics.update(extra)
         write_json_atomically(self.metrics_path, metrics)
-        if status in ("completed", "failed"):  # interrupted: it may still be resumed and complete
-            self.writer.session_end(status == "completed", end_time=time.time())
-        self.writer.flush()
+        for sink in self.sinks:
+            sink.finish(status, reason)
         return metrics
 
     def picture(self, name: str, image: Image.Image, step: int) -> Path:
-        """Save `image` as pictures/<name>.png and show it in TensorBoard's Images tab."""
+        """Save `image` as pictures/<name>.png and hand it to the sinks (TensorBoard's Images tab)."""
         data = png_bytes(image)
         path = self.run_dir / "pictures" / f"{name}.png"
         write_atomically(path, data)
-        self.writer.image(f"{PICTURES_GROUP}/{name}", data, image.width, image.height, step)
+        for sink in self.sinks:
+            sink.picture(name, path, data, image.width, image.height, step)
         return path
 
     def flush(self) -> None:
-        """Write buffered events; called with each checkpoint so that both tell the same story."""
-        self.writer.flush()
+        """Write buffered records; called with each checkpoint so that both tell the same story."""
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        """Close every sink, even when one fails to."""
+        with ExitStack() as closing:
+            for sink in self.sinks:
+                closing.callback(sink.close)
 
     def __enter__(self) -> "RunRecorder":
         return self
@@ -183,6 +242,6 @@ class RunRecorder:
             try:
                 self.finish("failed", reason=reason)
             finally:
-                self.writer.close()
+                self.close()
             return
-        self.writer.close()
+        self.close()

@@ -40,7 +40,8 @@ from src.errors import ConfigError, OutputError, TrainingDiverged
 from src.files import write_atomically, write_json_atomically
 from src.interrupt import Interrupted, StopSignals
 from src.metrics import BINARY_SCORES, MULTICLASS_SCORES, SCORED, TEST_ACCURACY_PER_CLASS, TRAIN_LR
-from src.outputs import RunRecorder, hyperparameters, override_key, run_name
+from src.mlflow_sink import MLflowSink, preload, require_mlflow
+from src.outputs import RunRecorder, Sink, TensorBoardSink, hyperparameters, override_key, run_name
 from src.report import (
     COEFFICIENTS_FILE,
     PREDICTIONS_FILE,
@@ -168,15 +169,16 @@ class RunPolicy:
         """Start recording (events, history), until `held` closes."""
         params = hyperparameters(self.cfg, self.context.choices, self.context.overrides)
         config_yaml = OmegaConf.to_yaml(self.cfg, resolve=True)
+        run_dir, name, epoch = self.context.run_dir, self.start.run_name, self.start.epoch
+        sinks: list[Sink] = []  # the logger group's choices
+        if self.cfg.logger.tensorboard:
+            sinks.append(TensorBoardSink(run_dir / name, config_yaml, params, epoch))
+        if self.cfg.logger.mlflow:
+            sweep_dir = run_dir.parent if self.context.in_sweep else None
+            sinks.append(MLflowSink(self.cfg.logger, run_dir, name, config_yaml, params, epoch, sweep_dir))
         self.recorder = held.enter_context(
             RunRecorder(
-                self.context.run_dir,
-                self.start.run_name,
-                config_yaml,
-                params,
-                self.start.epoch,
-                self.start.metrics,
-                self.start.history,
+                run_dir, name, config_yaml, params, epoch, self.start.metrics, self.start.history, sinks=sinks
             )  # fmt: skip
         )
         return self.recorder
@@ -258,7 +260,7 @@ class RunPolicy:
         counts = confusion_counts(model, head, data)
         if counts is not None:
             per_class = extra[TEST_ACCURACY_PER_CLASS] = accuracy_per_class(counts, data.class_names)
-            recorder.record_tensorboard_only(recorder.epochs, per_class_scalars(per_class))
+            recorder.record_sinks_only(recorder.epochs, per_class_scalars(per_class))
         if data.test is not None and data.test.labels is None:
             extra["predictions"] = predictions(model, head, data.test.inputs)
         coefficients, no_statistics = coefficients_report(self.cfg, model, head, data)
@@ -287,6 +289,9 @@ def prepare_run(
     claim the run directory (until `held` closes), then resume or refuse. Writes nothing.
     `shared_data`: the data, when runs share it (called once the config is checked)."""
     validate(cfg)
+    if cfg.logger.mlflow:
+        require_mlflow()
+        preload(cfg.logger)
     if cfg.trainer.deterministic:  # torch imports its compiler's settings for this call: only when asked
         torch.use_deterministic_algorithms(True)
     data = shared_data() if shared_data is not None else None

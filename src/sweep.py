@@ -476,6 +476,10 @@ class SweepSummary(Callback):
         try:
             self._claim(sweep_dir, config)
             check_once(config)
+            if records_to_mlflow(config):
+                from src.mlflow_sink import require_mlflow
+
+                require_mlflow()
         except UserError as error:  # refused: the folder stays as it was (a new one goes again)
             self._release()
             forget_unstarted_sweep()
@@ -483,6 +487,17 @@ class SweepSummary(Callback):
             sys.exit(error.exit_code)
         record = OmegaConf.to_yaml(OmegaConf.create(sweep_definition(config)))
         write_atomically(sweep_dir / SWEEP_RECORD, record.encode())
+        if records_to_mlflow(config):  # the parent run its jobs nest under, in whatever process they run
+            from src.mlflow_sink import open_sweep_run
+
+            try:
+                open_sweep_run(config.logger, sweep_dir, list(config.hydra.overrides.task))
+            except Exception as error:  # MLflow's own errors: an unreachable server, a damaged store
+                self._release()
+                print(f"error: MLflow at logger.tracking_uri={config.logger.tracking_uri} failed: "
+                      f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; check the "
+                      "address, or choose logger=tensorboard", file=sys.stderr)  # fmt: skip
+                sys.exit(1)
         print(f"sweep: {sweep_dir}")
 
     def _claim(self, sweep_dir: Path, config: DictConfig) -> None:
@@ -532,6 +547,24 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         stopping = sys.exc_info()[1] is not None  # Hydra 1.4 calls this on the way out, 1.3 does not
+        try:
+            self._summarize(config, sweep_dir, stopping)
+        finally:
+            if records_to_mlflow(config):
+                from src.mlflow_sink import close_sweep_run
+
+                names = (
+                    "summary.csv",
+                    "summary.md",
+                    "summary_configs.md",
+                    "sweep_curves.png",
+                    "sweep_curves_jobs.png",
+                )
+                files = [sweep_dir / name for name in names]
+                close_sweep_run(config.logger, sweep_dir, stopping, files)
+
+    def _summarize(self, config: DictConfig, sweep_dir: Path, stopping: bool) -> None:
+        """summary.md/.csv and the figure; exits non-zero when a job failed."""
         if stopping and not job_folders(sweep_dir):  # refused before its first job: nothing to summarize
             forget_unstarted_sweep()
             return
@@ -579,6 +612,11 @@ def summarize(
     curves = [tag for tag in LOSS_CURVES if any(tag in row for row in rows)]
     print(tensorboard_command(sweep_dir, curves))  # one command for the whole sweep, not one per job
     return rows
+
+
+def records_to_mlflow(config: DictConfig) -> bool:
+    """logger=mlflow (or a list with it) in a sweep's config."""
+    return bool(OmegaConf.select(config, "logger.mlflow", default=False))
 
 
 def check_once(config: DictConfig) -> None:
