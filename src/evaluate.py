@@ -22,7 +22,7 @@ from src.cli import run_guarded
 from src.config import register_configs
 from src.errors import UserError
 from src.metrics import TEST_ACCURACY_PER_CLASS, TEST_PREDICTIONS_PER_CLASS
-from src.report import accuracy_per_class, confusion_counts, predictions, test_metrics
+from src.report import accuracy_per_class, confusion_counts, predictions, test_metrics, test_predictions
 
 USAGE_LINE = "usage: python -m src.evaluate ckpt_path=RUN/checkpoints/last.pt [x=4] [x=[4,5]]"
 USAGE = f"""{USAGE_LINE}
@@ -50,8 +50,9 @@ def evaluate_checkpoint(ckpt_path: Path, inputs: list[float] | None = None) -> d
     except (RuntimeError, KeyError, TypeError) as error:
         raise misfit(ckpt_path, error, "evaluate a checkpoint of the run it sits in") from None
     results: dict[str, Any] = {"epochs": state.epoch}
-    results |= test_metrics(parts.model, parts.head, parts.data)
-    counts = confusion_counts(parts.model, parts.head, parts.data)
+    tested = test_predictions(parts.model, parts.head, parts.data)
+    results |= test_metrics(parts.model, parts.head, tested)
+    counts = confusion_counts(tested, parts.data.num_classes)
     if counts is not None:  # what it predicted for each true class, as in pictures/confusion_matrix.png
         names = parts.data.class_names
         results[TEST_ACCURACY_PER_CLASS] = accuracy_per_class(counts, names)

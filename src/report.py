@@ -2,6 +2,7 @@
 
 import csv
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -9,7 +10,7 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch import nn
 
-from src.data import ClassificationData
+from src.data import ClassificationData, Split
 from src.inference import fit_covariance, setup_refusal, statistics
 from src.losses import Head
 from src.metrics import TEST, TEST_ACCURACY_PER_CLASS, TRAIN_LOSS, VAL_LOSS, per_class_tag, tagged
@@ -21,31 +22,48 @@ from src.trainer import evaluate, predict
 Curves = dict[str, list[tuple[int, float]]]
 
 
-def test_metrics(model: nn.Module, head: Head, data: ClassificationData) -> dict[str, float]:
+@dataclass(frozen=True)
+class Tested:
+    """The model's predictions for the test split, made once for every report that reads them."""
+
+    split: Split
+    probabilities: torch.Tensor  # (N, classes)
+    predicted: torch.Tensor  # (N,) class indices
+
+
+def test_predictions(model: nn.Module, head: Head, data: ClassificationData) -> Tested | None:
+    """The test split's predictions; None without a test split."""
+    if data.test is None:
+        return None
+    probabilities, predicted = predict(model, head, data.test.inputs)
+    return Tested(data.test, probabilities, predicted)
+
+
+def test_metrics(model: nn.Module, head: Head, tested: Tested | None) -> dict[str, float]:
     """test/loss and test/accuracy when the test split has labels, and the scores of its predicted
     probabilities (src/scores.py: test/roc_auc, test/log_loss, ...); nothing otherwise."""
-    if data.test is None or data.test.labels is None:
+    if tested is None or tested.split.labels is None:
         return {}
-    probabilities, _ = predict(model, head, data.test.inputs)
-    return tagged(TEST, evaluate(model, head, data.test) | scores(probabilities, data.test.labels))
+    return tagged(
+        TEST, evaluate(model, head, tested.split) | scores(tested.probabilities, tested.split.labels)
+    )
 
 
 PREDICTIONS_FILE = "predictions.csv"
 
 
-def predictions_table(model: nn.Module, head: Head, data: ClassificationData) -> bytes | None:
+def predictions_table(tested: Tested | None, names: tuple[str, ...]) -> bytes | None:
     """predictions.csv of the test split: `index,label,predicted` (class names; label empty where the
     test inputs are unlabeled) and one `p_<class name>` column per class; None without a test split."""
-    if data.test is None:
+    if tested is None:
         return None
-    probabilities, predicted = predict(model, head, data.test.inputs)
-    names = data.class_names
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["index", "label", "predicted", *(f"p_{name}" for name in names)])
-    labels = [None] * len(predicted) if data.test.labels is None else data.test.labels.tolist()
+    predicted = tested.predicted.tolist()
+    labels = [None] * len(predicted) if tested.split.labels is None else tested.split.labels.tolist()
     for index, (label, guess, row) in enumerate(
-        zip(labels, predicted.tolist(), probabilities.tolist(), strict=True)
+        zip(labels, predicted, tested.probabilities.tolist(), strict=True)
     ):
         writer.writerow(
             [index, "" if label is None else names[label], names[guess], *(f"{p:.6g}" for p in row)]
@@ -53,13 +71,11 @@ def predictions_table(model: nn.Module, head: Head, data: ClassificationData) ->
     return text.getvalue().encode()
 
 
-def confusion_counts(model: nn.Module, head: Head, data: ClassificationData) -> np.ndarray | None:
+def confusion_counts(tested: Tested | None, size: int) -> np.ndarray | None:
     """(classes, classes) counts of the labelled test split: true class by row, predicted by column."""
-    if data.test is None or data.test.labels is None:
+    if tested is None or tested.split.labels is None:
         return None
-    _, predicted = predict(model, head, data.test.inputs)
-    size = data.num_classes
-    pairs = data.test.labels * size + predicted
+    pairs = tested.split.labels * size + tested.predicted
     return torch.bincount(pairs, minlength=size * size).view(size, size).cpu().numpy()
 
 
@@ -186,19 +202,20 @@ def run_pictures(
     head: Head,
     data: ClassificationData,
     history: Curves,
+    tested: Tested | None = None,
     counts: np.ndarray | None = None,
     run_name: str = "",
 ) -> dict[str, Image.Image]:
     """Every picture that fits the run: its loss curves (titled with `run_name`); for two classes and a
-    labelled test split its reliability diagram; for a linear model on images the weight map (one per
-    class beyond two); for a labelled test split of images its confusion matrix (`counts`) and its
-    mistakes."""
+    labelled test split (`tested`) its reliability diagram; for a linear model on images the weight map
+    (one per class beyond two); for a labelled test split of images its confusion matrix (`counts`) and
+    its mistakes."""
     losses = {tag: history[tag] for tag in (TRAIN_LOSS, VAL_LOSS) if history.get(tag)}
     title = f"loss per epoch: {run_name}" if run_name else "loss per epoch"
     pictures = {"loss_curve": line_chart(losses, title, f"loss ({head.reduction})")}
-    test = data.test
-    if test is not None and test.labels is not None and data.num_classes == 2:
-        pictures["reliability"] = reliability_diagram(predict(model, head, test.inputs)[0], test.labels)
+    labels = tested.split.labels if tested is not None else None
+    if tested is not None and labels is not None and data.num_classes == 2:
+        pictures["reliability"] = reliability_diagram(tested.probabilities, labels)
     if data.image_shape is None:  # not images: the toy set, a table
         return pictures
     channels, height, width = data.image_shape
@@ -210,14 +227,14 @@ def run_pictures(
             pictures["weight_map"] = weight_map(evidence.numpy(), data.class_names[1], data.class_names[0])
         else:
             pictures["weight_map"] = weight_templates(weight.numpy(), data.class_names)
-    if test is not None and test.labels is not None and counts is not None:
+    if tested is not None and labels is not None and counts is not None:
         pictures["confusion_matrix"] = confusion_matrix(counts, data.class_names)
-        probabilities, predicted = predict(model, head, test.inputs)
-        wrong = predicted != test.labels
+        probabilities, predicted = tested.probabilities, tested.predicted
+        wrong = predicted != labels
         confidence = probabilities[wrong].gather(1, predicted[wrong].unsqueeze(1)).squeeze(1)
         pictures["misclassified"] = mistakes_grid(
-            test.inputs[wrong].cpu().view(-1, channels, height, width).numpy(),
-            test.labels[wrong].cpu().numpy().astype(np.int64),
+            tested.split.inputs[wrong].cpu().view(-1, channels, height, width).numpy(),
+            labels[wrong].cpu().numpy().astype(np.int64),
             predicted[wrong].cpu().numpy().astype(np.int64),
             confidence.cpu().numpy(),
             data.class_names,

@@ -54,6 +54,7 @@ from src.report import (
     predictions_table,
     run_pictures,
     test_metrics,
+    test_predictions,
 )
 from src.rundir import exclusive, job_status, refuse_to_replace
 from src.stopping import EarlyStopping, build_early_stopping
@@ -256,21 +257,22 @@ class RunPolicy:
                 f"test metrics of the {extra['test_weights']} epoch's weights (best: epoch "
                 f"{self.stopping.best_epoch}, checkpoints/best.pt; last: checkpoints/last.pt)"
             )
-        recorder.record(recorder.epochs, test_metrics(model, head, data))
-        counts = confusion_counts(model, head, data)
+        tested = test_predictions(model, head, data)  # made once, read by every report below
+        recorder.record(recorder.epochs, test_metrics(model, head, tested))
+        counts = confusion_counts(tested, data.num_classes)
         if counts is not None:
             per_class = extra[TEST_ACCURACY_PER_CLASS] = accuracy_per_class(counts, data.class_names)
             recorder.record_sinks_only(recorder.epochs, per_class_scalars(per_class))
-        if data.test is not None and data.test.labels is None:
-            extra["predictions"] = predictions(model, head, data.test.inputs)
+        if tested is not None and tested.split.labels is None:
+            extra["predictions"] = predictions(model, head, tested.split.inputs)
         coefficients, no_statistics = coefficients_report(self.cfg, model, head, data)
         if no_statistics is not None:
             log.info(f"{COEFFICIENTS_FILE} has weights but no standard errors: {no_statistics}")
-        for name, table in ((PREDICTIONS_FILE, predictions_table(model, head, data)),
+        for name, table in ((PREDICTIONS_FILE, predictions_table(tested, data.class_names)),
                             (COEFFICIENTS_FILE, coefficients)):  # fmt: skip
             if table is not None:
                 write_atomically(self.context.run_dir / name, table)
-        pictures = run_pictures(model, head, data, recorder.history, counts, self.start.run_name)
+        pictures = run_pictures(model, head, data, recorder.history, tested, counts, self.start.run_name)
         for picture_name, image in pictures.items():
             recorder.picture(picture_name, image, epochs)
         return recorder.finish("completed", **extra) | {"parameters": parameters(model)}
