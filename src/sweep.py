@@ -203,6 +203,12 @@ def rank(rows: list[dict[str, Any]], metric: str, direction: str) -> list[dict[s
 EARLY_STOPPING = ("best_epoch", "stopped_early")  # metrics.json keys of runs with trainer.patience
 
 
+# What a sweep writes into its folder (and attaches to its MLflow parent run, logger=mlflow).
+SUMMARY_CSV, SUMMARY_MD, BY_CONFIG_CSV = "summary.csv", "summary.md", "summary_by_config.csv"
+CURVES_PNG, CURVES_JOBS_PNG = "sweep_curves.png", "sweep_curves_jobs.png"
+SUMMARY_FILES = (SUMMARY_CSV, SUMMARY_MD, BY_CONFIG_CSV, CURVES_PNG, CURVES_JOBS_PNG)
+
+
 def write_summary(
     sweep_dir: Path,
     metric: str,
@@ -216,16 +222,16 @@ def write_summary(
     With `by_config` and jobs that repeat a configuration over seeds, summary.md also gets the table by
     configuration, which goes to summary_by_config.csv as well."""
     rows = rank(collect_jobs(sweep_dir, reported), metric, direction)
-    present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
+    present = measured_metrics(rows, metric)
     added = added_columns(rows)
-    columns = ["rank", "job", "overrides", "status", *dict.fromkeys(present), "epochs", "reason", *added]
+    columns = ["rank", "job", "overrides", "status", *present, "epochs", "reason", *added]
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
 
     # summary.csv also has every score the jobs measured (val/roc_auc, test/f1, ...); summary.md, to
     # stay readable, the objective and the five scalars.
     scored = [m for m in SCORED if m not in present and any(m in row for row in rows)]
-    with (sweep_dir / "summary.csv").open("w", newline="") as file:
+    with (sweep_dir / SUMMARY_CSV).open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=[*columns, *scored], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -247,8 +253,13 @@ def write_summary(
     if groups:
         configs = summarize_configs(groups, metric, direction, summary_metrics(rows, metric))
         table += "\n" + write_config_summary(sweep_dir, configs, metric, direction)
-    write_atomically(sweep_dir / "summary.md", table.encode())
+    write_atomically(sweep_dir / SUMMARY_MD, table.encode())
     return rows, table
+
+
+def measured_metrics(rows: list[dict[str, Any]], metric: str) -> list[str]:
+    """The objective, then the scalars, that some job measured."""
+    return list(dict.fromkeys(m for m in [metric, *SCALARS] if any(m in row for row in rows)))
 
 
 def added_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -259,8 +270,8 @@ def added_columns(rows: list[dict[str, Any]]) -> list[str]:
 def summary_metrics(rows: list[dict[str, Any]], metric: str) -> list[str]:
     """What the table by configuration averages over seeds: the objective, every scalar and the
     columns some job has (but `stopped_early`, a yes or no)."""
-    present = [m for m in [metric, *SCALARS] if any(m in row for row in rows)]
-    return list(dict.fromkeys([*present, *(k for k in added_columns(rows) if k != "stopped_early")]))
+    added = [key for key in added_columns(rows) if key != "stopped_early"]
+    return list(dict.fromkeys([*measured_metrics(rows, metric), *added]))
 
 
 NOT_CONFIGURATION = ("seed", "resume")  # how a job is sampled or continued, not what it trains
@@ -326,7 +337,7 @@ def write_config_summary(sweep_dir: Path, configs: list[dict[str, Any]], metric:
     ]
     stats = [f"{name}_{part}" for name in measured for part in ("mean", "std")]
     columns = ["rank", "config", "seeds", "failed", *stats, "p_vs_best", "tied_with_best", "jobs"]
-    with (sweep_dir / "summary_by_config.csv").open("w", newline="") as file:
+    with (sweep_dir / BY_CONFIG_CSV).open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(configs)
@@ -409,11 +420,11 @@ def write_sweep_figure(
     def chart(title: str) -> Any:
         return line_chart(curves, title, tag, highlighted=highlighted, rest=rest)
 
-    path = sweep_dir / "sweep_curves.png"
+    path = sweep_dir / CURVES_PNG
     if not groups:
         path.write_bytes(png_bytes(chart(f"{tag} per job, best first")))
         return path
-    (sweep_dir / "sweep_curves_jobs.png").write_bytes(png_bytes(chart(f"{tag} per job")))
+    (sweep_dir / CURVES_JOBS_PNG).write_bytes(png_bytes(chart(f"{tag} per job")))
     means, bands = {}, {}
     for key, group in groups.items():
         seeds = [by_job[row["job"]] for row in group if row.get("status") == "completed"]
@@ -553,14 +564,7 @@ class SweepSummary(Callback):
             if records_to_mlflow(config):
                 from src.mlflow_sink import close_sweep_run
 
-                names = (
-                    "summary.csv",
-                    "summary.md",
-                    "summary_configs.md",
-                    "sweep_curves.png",
-                    "sweep_curves_jobs.png",
-                )
-                files = [sweep_dir / name for name in names]
+                files = [sweep_dir / name for name in SUMMARY_FILES]
                 close_sweep_run(config.logger, sweep_dir, stopping, files)
 
     def _summarize(self, config: DictConfig, sweep_dir: Path, stopping: bool) -> None:
@@ -601,7 +605,7 @@ def summarize(
         order = [c["config"] for c in summarize_configs(groups, objective.metric, direction, [])]
         groups = {key: groups[key] for key in order}
     figure = write_sweep_figure(sweep_dir, rows, objective.metric, groups)
-    with (sweep_dir / "summary.md").open("a") as file:
+    with (sweep_dir / SUMMARY_MD).open("a") as file:
         if groups:
             file.write(f"\n![mean ± std by configuration]({figure.name})\n")
             file.write("\n![curves of every job](sweep_curves_jobs.png)\n")

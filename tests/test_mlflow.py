@@ -8,6 +8,7 @@ import pytest
 
 from src.mlflow_sink import RUN_FILE, SWEEP_FILE, MLflowSink, mlflow_key, require_mlflow
 from src.outputs import RunRecorder, hyperparameters
+from src.sweep import BY_CONFIG_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_FILES
 from tests.helpers import (
     command,
     compose_with_choices,
@@ -134,17 +135,20 @@ def test_a_sweep_is_a_parent_run_with_its_jobs_nested(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     sweep_dir = tmp_path / "sweep"
     done = command("-m", "logger=[tensorboard,mlflow]", f"logger.tracking_uri={store}", "trainer.epochs=5",
-                   "optimizer.lr=0.01,0.1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   "optimizer.lr=0.01,0.1", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                    f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     assert done.returncode == 0, done.stderr
     parent = client_of(store).get_run(held_id(sweep_dir, SWEEP_FILE))
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == str(sweep_dir)
-    assert {"summary.csv", "summary.md"} <= artifacts(store, parent.info.run_id)
+    # every file the sweep wrote (two seeds per configuration: the table by configuration too)
+    written = {name for name in SUMMARY_FILES if (sweep_dir / name).is_file()}
+    assert {SUMMARY_CSV, BY_CONFIG_CSV, CURVES_PNG} <= written
+    assert written == artifacts(store, parent.info.run_id) & set(SUMMARY_FILES)
     jobs = client_of(store).search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
-    assert sorted(run.data.tags["job"] for run in jobs) == ["0", "1"]
-    assert sorted(run.data.params["optimizer.lr"] for run in jobs) == ["0.01", "0.1"]
+    assert sorted(run.data.tags["job"] for run in jobs) == ["0", "1", "2", "3"]
+    assert sorted(run.data.params["optimizer.lr"] for run in jobs) == ["0.01", "0.01", "0.1", "0.1"]
     assert all(run.info.status == "FINISHED" and run.data.tags["sweep"] == str(sweep_dir) for run in jobs)
 
 
