@@ -88,6 +88,11 @@ def experiment_id(logger: DictConfig) -> str:
         return str(tracker.get_experiment_by_name(logger.experiment_name).experiment_id)
 
 
+def hold_run(record: Path, run_id: str, tracking_uri: str) -> None:
+    """Name the MLflow run in `record` (mlflow_run.json, mlflow_sweep.json), so that a resume continues it."""
+    write_json_atomically(record, {"run_id": run_id, "tracking_uri": tracking_uri})
+
+
 def held_run(record: Path) -> str | None:
     """The MLflow run id `record` (mlflow_run.json, mlflow_sweep.json) names, if it is there."""
     try:
@@ -148,9 +153,7 @@ class MLflowSink:
                 tags["mlflow.parentRunId"] = parent
         run = tracker.create_run(experiment_id(self.logger), run_name=name, tags=tags)
         self.run_id = run.info.run_id
-        write_json_atomically(
-            self.run_dir / RUN_FILE, {"run_id": self.run_id, "tracking_uri": self.logger.tracking_uri}
-        )
+        hold_run(self.run_dir / RUN_FILE, self.run_id, self.logger.tracking_uri)
         params = [Param(key, str(value)) for key, value in hyperparameters.items()]
         for first in range(0, len(params), 100):
             tracker.log_batch(self.run_id, params=params[first : first + 100])
@@ -226,9 +229,7 @@ def open_sweep_run(logger: DictConfig, sweep_dir: Path, overrides: list[str]) ->
         return
     tags = {"sweep": str(sweep_dir), "overrides": " ".join(overrides)[:5000]}
     run = tracker.create_run(experiment_id(logger), run_name=sweep_dir.name, tags=tags)
-    write_json_atomically(
-        sweep_dir / SWEEP_FILE, {"run_id": run.info.run_id, "tracking_uri": logger.tracking_uri}
-    )
+    hold_run(sweep_dir / SWEEP_FILE, run.info.run_id, logger.tracking_uri)
 
 
 def close_sweep_run(logger: DictConfig, sweep_dir: Path, stopped: bool, files: list[Path]) -> None:
