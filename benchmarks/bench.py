@@ -4,6 +4,7 @@
     python -m benchmarks.bench --only classes    # the ten-class and pair-recipe lines alone (prints)
     python -m benchmarks.bench --only optuna    # one line: the Optuna search with and without pruning
     python -m benchmarks.bench --only table     # one line: dataset=csv on 100,000 rows vs scikit-learn
+    python -m benchmarks.bench --only mlflow    # one line: the pair recipe with and without MLflow
 
 Each line times the framework and its baseline in the same run, takes medians over repeats, and prints
 the ratio beside its goal. The MNIST-family lines use Fashion-MNIST 0 vs 6 (Debian's
@@ -20,6 +21,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -394,6 +396,38 @@ def bench_table(workdir: Path) -> Row:
                f"test log-loss {ours:.4f} vs {theirs:.4f}")  # fmt: skip
 
 
+def trained_seconds(run_dir: Path) -> float:
+    """The epochs' time a run reports on its last lines ("completed: 30 epochs in 2.5 s")."""
+    found = re.search(r"epochs in ([0-9.]+) s", (run_dir / "train.log").read_text())
+    assert found is not None, f"{run_dir}/train.log has no 'epochs in' line"
+    return float(found.group(1))
+
+
+def bench_mlflow(workdir: Path, repeats: int) -> Row:
+    """The pair recipe with logger=[tensorboard,mlflow] against logger=tensorboard, runs alternating:
+    the epochs' time each reports (the goal) and the whole command's."""
+    family, flat, _, _ = pair_source(workdir)
+    store = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    loggers = {"tensorboard": ["logger=tensorboard"],
+               "mlflow": ["logger=[tensorboard,mlflow]", f"logger.tracking_uri={store}"]}  # fmt: skip
+    trained: dict[str, list[float]] = {name: [] for name in loggers}
+    whole: dict[str, list[float]] = {name: [] for name in loggers}
+    for repeat in range(-1, repeats):  # the first pair warms the caches and creates the store
+        for name, overrides in loggers.items():
+            run_name = f"logger_{name}_{repeat + 1}"
+            _, seconds, _ = train_command(
+                workdir, run_name, f"dataset={family}_binary", f"dataset.root={flat}", *overrides
+            )
+            if repeat >= 0:
+                whole[name].append(seconds)
+                trained[name].append(trained_seconds(workdir / "classes" / run_name))
+    ours, theirs = statistics.median(trained["mlflow"]), statistics.median(trained["tensorboard"])
+    note = (f"whole run {statistics.median(whole['mlflow']):.2f} s vs "
+            f"{statistics.median(whole['tensorboard']):.2f} s; medians of {repeats}")  # fmt: skip
+    return Row(f"{family}_binary: logger=[tensorboard,mlflow] vs tensorboard, training time", ours, theirs,
+               "s", "<= 1.10x", ours <= 1.10 * theirs, note)  # fmt: skip
+
+
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -452,7 +486,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians)")
     parser.add_argument("--output", type=Path, default=None, help="default: BENCHMARKS.md (full runs only)")
     parser.add_argument(
-        "--only", choices=["toy", "classes", "optuna", "table"], help="run one section alone and print it"
+        "--only",
+        choices=["toy", "classes", "optuna", "table", "mlflow"],
+        help="run one section alone and print it",
     )
     args = parser.parse_args()
     from benchmarks.bench_sweeps import sweep_rows
@@ -464,6 +500,10 @@ def main() -> None:
     if args.only == "table":
         with tempfile.TemporaryDirectory() as workdir:
             print(f"Machine: {machine()}\n\n{table([bench_table(Path(workdir))])}")
+        return
+    if args.only == "mlflow":
+        with tempfile.TemporaryDirectory() as workdir:
+            print(f"Machine: {machine()}\n\n{table([bench_mlflow(Path(workdir), args.repeats)])}")
         return
     if args.only == "optuna":
         with tempfile.TemporaryDirectory() as workdir:
@@ -479,6 +519,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         rows, data = bench(args.repeats, Path(workdir))
         classes = [*bench_classes(Path(workdir)), bench_table(Path(workdir))]
+        classes.append(bench_mlflow(Path(workdir), args.repeats))
         sweeps, scaling = sweep_rows(max(1, args.repeats // 3), Path(workdir))
     report = (
         f"# Benchmarks\n\nMachine: {machine()}\n\nData for the MNIST-family lines: {data}; batch size "

@@ -7,19 +7,19 @@ in a sweep, and its status: completed -> FINISHED, failed -> FAILED, interrupted
 run its folder names in mlflow_run.json; a sweep's parent run is named in the sweep folder's
 mlflow_sweep.json, which jobs in other processes (joblib, SLURM) read.
 
-Speed: importing MLflow and opening its store take seconds, a run's epochs may take less. So every
-MLflow call goes to one worker thread, in order, while the epochs train; scalars wait in a list and go
-as one `log_batch` each time the TensorBoard writer flushes (FLUSH_SECONDS, each checkpoint, the end).
+Speed: importing MLflow and opening its store take seconds of Python, a run's epochs may take less. So
+every MLflow call of a run goes, in order, to a writer process of its own (src.mlflow_writer, one per
+training process), while the epochs train; scalars wait in a list and go as one `log_batch` each time
+the TensorBoard writer flushes (FLUSH_SECONDS, each checkpoint, the end).
 """
 
 import importlib.util
 import json
 import logging
-import re
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,10 @@ from omegaconf import DictConfig
 
 from src.errors import ConfigError
 from src.events import FLUSH_SECONDS
-from src.files import write_json_atomically
+from src.mlflow_writer import RUN_FILE, SWEEP_FILE, client, experiment_id, held_run, hold_run
 from src.outputs import HyperParameters
 
 log = logging.getLogger(__name__)
-RUN_FILE = "mlflow_run.json"  # in a run folder: the MLflow run it records to
-SWEEP_FILE = "mlflow_sweep.json"  # in a sweep folder: the parent run of its jobs
-STATUSES = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
-BATCH = 1000  # MLflow's most metrics in one log_batch (and 100 params or tags)
-NOT_IN_A_KEY = re.compile(r"[^\w\-. /]")  # MLflow's keys: alphanumerics, _ - . space /
 
 
 def require_mlflow() -> None:
@@ -46,65 +41,63 @@ def require_mlflow() -> None:
         )
 
 
+class Writer:
+    """This process's src.mlflow_writer process, which makes every MLflow call of its runs in order."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        project = str(Path(__file__).resolve().parent.parent)  # where `src` is, however it was found
+        path = os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")]))
+        # A session of its own, out of the terminal's reach: a Ctrl-C stops the training process, which
+        # then ends its runs through the writer, instead of stopping the writer in the middle of a call.
+        # It ends when its stdin does, whatever ended the training process.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "src.mlflow_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+            start_new_session=True,
+        )
+
+    def send(self, key: str, call: str, *arguments: Any) -> None:
+        """Returns at once (the writer reads as fast as it is sent to); where the writer is gone, its
+        run's `close` says so and training goes on."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps([key, call, *arguments]) + "\n")
+            self.process.stdin.flush()
+        except OSError:  # its pipe is closed
+            pass
+
+    def close(self, key: str) -> str | None:
+        """Wait until the writer has made `key`'s calls; the first that failed, in one line."""
+        assert self.process.stdout is not None
+        self.send(key, "close")
+        try:
+            answer = self.process.stdout.readline()
+        except OSError:
+            answer = ""
+        if not answer:
+            return f"its writer process stopped (exit code {self.process.wait()})"
+        error = json.loads(answer)["error"]
+        return None if error is None else str(error)
+
+
+_writer: Writer | None = None
+
+
+def writer() -> Writer:
+    """The writer of this process, started on first use (again in a forked child, or after it stopped)."""
+    global _writer  # one per process, as the interpreter itself
+    if _writer is None or _writer.pid != os.getpid() or _writer.process.poll() is not None:
+        _writer = Writer()
+    return _writer
+
+
 def preload(logger: DictConfig) -> None:
-    """Import MLflow and open its store on the worker while the run loads its data."""
-    worker().submit(experiment_id, logger)
-
-
-@cache
-def worker() -> ThreadPoolExecutor:
-    """The one thread every MLflow call of this process runs on, in the order they were made."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
-
-
-@cache
-def client(tracking_uri: str) -> Any:
-    """An MlflowClient of `tracking_uri`, its store opened once per process."""
-    from mlflow import MlflowClient
-
-    for chatty in ("alembic", "mlflow.store.db.utils"):  # a new database's migrations, one line each
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def experiment_id(logger: DictConfig) -> str:
-    """The id of `logger.experiment_name`, created where it is missing; a sqlite store keeps its
-    artifacts beside the database (MLflow's own default is ./mlruns in whatever folder runs it)."""
-    from mlflow.exceptions import MlflowException
-
-    tracker = client(logger.tracking_uri)
-    found = tracker.get_experiment_by_name(logger.experiment_name)
-    if found is not None:
-        return str(found.experiment_id)
-    location = None
-    if logger.tracking_uri.startswith("sqlite:///"):
-        database = Path(logger.tracking_uri.removeprefix("sqlite:///")).resolve()
-        location = (database.parent / "artifacts").as_uri()
-    try:
-        return str(tracker.create_experiment(logger.experiment_name, artifact_location=location))
-    except MlflowException:  # another job of the sweep created it first
-        return str(tracker.get_experiment_by_name(logger.experiment_name).experiment_id)
-
-
-def hold_run(record: Path, run_id: str, tracking_uri: str) -> None:
-    """Name the MLflow run in `record` (mlflow_run.json, mlflow_sweep.json), so that a resume continues it."""
-    write_json_atomically(record, {"run_id": run_id, "tracking_uri": tracking_uri})
-
-
-def held_run(record: Path) -> str | None:
-    """The MLflow run id `record` (mlflow_run.json, mlflow_sweep.json) names, if it is there."""
-    try:
-        run_id = json.loads(record.read_text()).get("run_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return run_id if isinstance(run_id, str) else None
-
-
-def mlflow_key(tag: str) -> str:
-    """`tag` as MLflow takes it (a class name may hold other characters)."""
-    return NOT_IN_A_KEY.sub("_", tag)
+    """Start the writer, which imports MLflow and opens its store while the run loads its data."""
+    writer().send("", "preload", logger.tracking_uri, logger.experiment_name)
 
 
 class MLflowSink:
@@ -121,46 +114,24 @@ class MLflowSink:
         sweep_dir: Path | None = None,
     ) -> None:
         """`sweep_dir`: the sweep this run is a job of (its parent MLflow run, tags `sweep`, `job`)."""
-        self.logger = logger
         self.run_dir = run_dir
+        self.key = str(run_dir)
         self.pending: list[tuple[str, float, int, int]] = []
         self.last_flush = time.monotonic()
-        self.calls: list[Future[Any]] = []
-        self.run_id: str | None = None
+        self.closed = False
         continued = held_run(run_dir / RUN_FILE) if start_epoch > 0 else None
-        self._submit(lambda: self._open(name, config_yaml, hyperparameters, continued, sweep_dir))
-
-    def _open(
-        self,
-        name: str,
-        config_yaml: str,
-        hyperparameters: HyperParameters,
-        continued: str | None,
-        sweep_dir: Path | None,
-    ) -> None:
-        from mlflow.entities import Param
-
-        tracker = client(self.logger.tracking_uri)
-        if continued is not None:  # its params stay the first start's: MLflow's cannot change
-            tracker.update_run(continued, status="RUNNING")
-            self.run_id = continued
-            return
-        tags = {"run_dir": str(self.run_dir)}
-        if sweep_dir is not None:
-            tags |= {"sweep": str(sweep_dir), "job": self.run_dir.name}
-            parent = held_run(sweep_dir / SWEEP_FILE)
-            if parent is not None:
-                tags["mlflow.parentRunId"] = parent
-        run = tracker.create_run(experiment_id(self.logger), run_name=name, tags=tags)
-        self.run_id = run.info.run_id
-        hold_run(self.run_dir / RUN_FILE, self.run_id, self.logger.tracking_uri)
-        params = [Param(key, str(value)) for key, value in hyperparameters.items()]
-        for first in range(0, len(params), 100):
-            tracker.log_batch(self.run_id, params=params[first : first + 100])
-        tracker.log_text(self.run_id, config_yaml, "config.yaml")
-
-    def _submit(self, call: Callable[[], Any]) -> None:
-        self.calls.append(worker().submit(call))
+        params = {key: str(value) for key, value in hyperparameters.items()}
+        self.writer = writer()
+        self.writer.send(self.key, "start", logger.tracking_uri, logger.experiment_name, self.key)
+        self.writer.send(
+            self.key,
+            "open",
+            name,
+            config_yaml,
+            params,
+            continued,
+            None if sweep_dir is None else str(sweep_dir),
+        )
 
     def scalars(self, step: int, metrics: dict[str, float]) -> None:
         milliseconds = int(time.time() * 1000)
@@ -169,51 +140,28 @@ class MLflowSink:
             self.flush()
 
     def picture(self, name: str, path: Path, png: bytes, width: int, height: int, step: int) -> None:
-        self._submit(
-            lambda: client(self.logger.tracking_uri).log_artifact(self.run_id, str(path), "pictures")
-        )
+        self.writer.send(self.key, "artifact", str(path), "pictures")
 
     def flush(self) -> None:
         batch, self.pending = self.pending, []
         self.last_flush = time.monotonic()
         if batch:
-            self._submit(lambda: self._log_metrics(batch))
-
-    def _log_metrics(self, batch: list[tuple[str, float, int, int]]) -> None:
-        from mlflow.entities import Metric
-
-        metrics = [
-            Metric(mlflow_key(tag), value, milliseconds, step) for tag, value, step, milliseconds in batch
-        ]
-        for first in range(0, len(metrics), BATCH):
-            client(self.logger.tracking_uri).log_batch(self.run_id, metrics=metrics[first : first + BATCH])
+            self.writer.send(self.key, "metrics", batch)
 
     def finish(self, status: str, reason: str | None) -> None:
         self.flush()
-        self._submit(lambda: self._end(status, reason))
-
-    def _end(self, status: str, reason: str | None) -> None:
-        tracker = client(self.logger.tracking_uri)
-        tracker.set_tag(self.run_id, "status", status)
-        if reason is not None:
-            tracker.set_tag(self.run_id, "reason", reason)
-        tracker.log_artifact(self.run_id, str(self.run_dir / "metrics.json"))
-        for checkpoint in ("last.pt", "best.pt"):
-            path = self.run_dir / "checkpoints" / checkpoint
-            if path.is_file():
-                tracker.log_artifact(self.run_id, str(path), "checkpoints")
-        tracker.set_terminated(self.run_id, STATUSES.get(status, "FAILED"))
+        self.writer.send(self.key, "end", status, reason)
 
     def close(self) -> None:
         """Wait for the run's MLflow calls; one that failed is said in one line (the run's own files
         and TensorBoard still have everything)."""
+        if self.closed:
+            return
+        self.closed = True
         self.flush()
-        calls, self.calls = self.calls, []
-        for call in calls:
-            error = call.exception()
-            if error is not None:
-                log.warning(f"MLflow could not record {self.run_dir}: {error}")
-                return
+        error = self.writer.close(self.key)
+        if error is not None:
+            log.warning(f"MLflow could not record {self.run_dir}: {error}")
 
 
 # --- a sweep's parent run ----------------------------------------------------------------------------
@@ -228,7 +176,8 @@ def open_sweep_run(logger: DictConfig, sweep_dir: Path, overrides: list[str]) ->
         tracker.update_run(held, status="RUNNING")
         return
     tags = {"sweep": str(sweep_dir), "overrides": " ".join(overrides)[:5000]}
-    run = tracker.create_run(experiment_id(logger), run_name=sweep_dir.name, tags=tags)
+    experiment = experiment_id(logger.tracking_uri, logger.experiment_name)
+    run = tracker.create_run(experiment, run_name=sweep_dir.name, tags=tags)
     hold_run(sweep_dir / SWEEP_FILE, run.info.run_id, logger.tracking_uri)
 
 

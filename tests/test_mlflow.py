@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from src.mlflow_sink import RUN_FILE, SWEEP_FILE, MLflowSink, mlflow_key, require_mlflow
+from src.mlflow_sink import MLflowSink, require_mlflow
+from src.mlflow_writer import RUN_FILE, SWEEP_FILE, mlflow_key
 from src.outputs import RunRecorder, hyperparameters
 from src.sweep import BY_CONFIG_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_FILES
 from tests.helpers import (
