@@ -2,6 +2,7 @@
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from src.mlflow_writer import RUN_FILE, SWEEP_FILE, mlflow_key
 from src.outputs import RunRecorder, hyperparameters
 from src.sweep import BY_CONFIG_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_FILES
 from tests.helpers import (
+    alive,
+    children_of,
     command,
     compose_with_choices,
     launch,
@@ -173,3 +176,42 @@ def test_a_stopped_run_is_killed_then_resumed_into_the_same_run(tmp_path):
     assert held_id(run_dir) == run_id and client_of(store).get_run(run_id).info.status == "FINISHED"
     steps = sorted({step for step, _ in curve(store, run_id, "train/loss")})
     assert steps == list(range(150))
+
+
+def test_a_writer_that_stopped_is_one_line_and_the_run_goes_on(tmp_path, store, caplog):
+    cfg, _ = compose_with_choices("logger=mlflow", f"logger.tracking_uri={store}")
+    folder = tmp_path / "run"
+    sink = MLflowSink(cfg.logger, folder, "x", "", {"seed": 1}, 0)
+    sink.writer.process.kill()  # the writer dies (out of memory, killed by hand) before the run's end
+    sink.writer.process.wait()
+    with RunRecorder(folder, "x", "", {"seed": 1}, sinks=[sink]) as recorder:
+        recorder.record_epoch(0, {"train/loss": 0.5})
+        recorder.finish("completed")
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "completed"
+    said = [r.getMessage() for r in caplog.records if "MLflow could not record" in r.getMessage()]
+    assert said == [f"MLflow could not record {folder}: its writer process stopped (exit code -9)"]
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_writer_and_keeps_what_it_sent(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    root = write_fake_dataset(tmp_path / "data")
+    args = ["logger=mlflow", f"logger.tracking_uri={store}", "dataset=mnist_binary", f"dataset.root={root}",
+            "trainer.batch_size=8", "trainer.epochs=150", "trainer.checkpoint_every=10"]  # fmt: skip
+    run_dir = tmp_path / "run"
+    process = launch(*args, f"hydra.run.dir={run_dir}")
+    while not (run_dir / "checkpoints" / "last.pt").exists() and process.poll() is None:
+        pass
+    writers = children_of(process.pid)  # the training process's only child: its MLflow writer
+    assert len(writers) == 1
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=120)
+    deadline = time.monotonic() + 120  # it makes the calls it was sent, then ends with its stdin
+    while alive(writers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(writers[0])
+    run_id = held_id(run_dir)
+    assert client_of(store).get_run(run_id).info.status == "RUNNING"  # nobody said how it ended
+    assert {step for step, _ in curve(store, run_id, "train/loss")} >= set(
+        range(10)
+    )  # sent at the checkpoint
