@@ -148,8 +148,11 @@ def example_weights(class_weights: Tensor, targets: Tensor, one_hot: bool = Fals
     return class_weights.gather(1, targets.long().expand(members, targets.shape[-1]))
 
 
-class BinaryCrossEntropy:
-    """BCE on sigmoid outputs: one logit for two classes (label 1 positive), one per class beyond."""
+class _Settings:
+    """What both heads are built from, as the loss group's config gives it: the reduction, the number
+    of classes and each class's weight (`class_counts`: the training rows' classes, for `balanced`)."""
+
+    option: str  # the loss group's option: bce or ce
 
     def __init__(
         self,
@@ -159,11 +162,23 @@ class BinaryCrossEntropy:
         class_weight: WeightSetting = None,
         class_counts: Sequence[int] | None = None,
     ) -> None:
-        self.reduction = _checked(reduction, num_classes, "bce")
+        self.reduction = _checked(reduction, num_classes, self.option)
         self.num_classes = num_classes
-        self.class_weights = class_weights("bce", num_classes, pos_weight, class_weight, class_counts)
+        self.class_weights = class_weights(self.option, num_classes, pos_weight, class_weight, class_counts)
+        self._loss = self._criterion()
+
+    def _criterion(self) -> nn.Module:
+        raise NotImplementedError
+
+
+class BinaryCrossEntropy(_Settings):
+    """BCE on sigmoid outputs: one logit for two classes (label 1 positive), one per class beyond."""
+
+    option = "bce"
+
+    def _criterion(self) -> nn.Module:
         # Summed, then divided by the number of examples for `mean` (see the module's docstring).
-        self._loss = nn.BCEWithLogitsLoss(reduction=self.reduction if num_classes == 2 else "sum")
+        return nn.BCEWithLogitsLoss(reduction=self.reduction if self.num_classes == 2 else "sum")
 
     @property
     def num_outputs(self) -> int:
@@ -210,21 +225,13 @@ class BinaryCrossEntropy:
         return logits.argmax(dim=1)
 
 
-class CrossEntropy:
+class CrossEntropy(_Settings):
     """Cross-entropy over one logit per class (softmax regression for a linear model)."""
 
-    def __init__(
-        self,
-        reduction: Reduction | str,
-        num_classes: int = 2,
-        pos_weight: float | None = None,
-        class_weight: WeightSetting = None,
-        class_counts: Sequence[int] | None = None,
-    ) -> None:
-        self.reduction = _checked(reduction, num_classes, "ce")
-        self.num_classes = num_classes
-        self.class_weights = class_weights("ce", num_classes, pos_weight, class_weight, class_counts)
-        self._loss = nn.CrossEntropyLoss(reduction=self.reduction)
+    option = "ce"
+
+    def _criterion(self) -> nn.Module:
+        return nn.CrossEntropyLoss(reduction=self.reduction)
 
     @property
     def num_outputs(self) -> int:
