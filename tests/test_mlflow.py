@@ -156,8 +156,9 @@ def test_a_sweep_is_a_parent_run_with_its_jobs_nested(tmp_path):
     assert all(run.info.status == "FINISHED" and run.data.tags["sweep"] == str(sweep_dir) for run in jobs)
 
 
-@pytest.mark.slow
-def test_a_stopped_run_is_killed_then_resumed_into_the_same_run(tmp_path):
+def checkpointed_run(tmp_path):
+    """A 150-epoch logger=mlflow run, started and running once it wrote its first checkpoint:
+    (store, its overrides, its folder, its process)."""
     store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     root = write_fake_dataset(tmp_path / "data")
     args = ["logger=mlflow", f"logger.tracking_uri={store}", "dataset=mnist_binary", f"dataset.root={root}",
@@ -165,7 +166,13 @@ def test_a_stopped_run_is_killed_then_resumed_into_the_same_run(tmp_path):
     run_dir = tmp_path / "run"
     process = launch(*args, f"hydra.run.dir={run_dir}")
     while not (run_dir / "checkpoints" / "last.pt").exists() and process.poll() is None:
-        pass
+        time.sleep(0.05)
+    return store, args, run_dir, process
+
+
+@pytest.mark.slow
+def test_a_stopped_run_is_killed_then_resumed_into_the_same_run(tmp_path):
+    store, args, run_dir, process = checkpointed_run(tmp_path)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=120)
     run_id = held_id(run_dir)
@@ -194,14 +201,7 @@ def test_a_writer_that_stopped_is_one_line_and_the_run_goes_on(tmp_path, store, 
 
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_writer_and_keeps_what_it_sent(tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    root = write_fake_dataset(tmp_path / "data")
-    args = ["logger=mlflow", f"logger.tracking_uri={store}", "dataset=mnist_binary", f"dataset.root={root}",
-            "trainer.batch_size=8", "trainer.epochs=150", "trainer.checkpoint_every=10"]  # fmt: skip
-    run_dir = tmp_path / "run"
-    process = launch(*args, f"hydra.run.dir={run_dir}")
-    while not (run_dir / "checkpoints" / "last.pt").exists() and process.poll() is None:
-        pass
+    store, _, run_dir, process = checkpointed_run(tmp_path)
     writers = children_of(process.pid)  # the training process's only child: its MLflow writer
     assert len(writers) == 1
     process.send_signal(signal.SIGKILL)
