@@ -18,10 +18,10 @@ same split: MNIST on the t10k cut (first 8000 train, last 2000 test), Fashion-MN
 import argparse
 import gzip
 import importlib.util
+import itertools
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import statistics
@@ -205,12 +205,16 @@ def bench(repeats: int, workdir: Path) -> tuple[list[Row], str]:
     # 4. A sweep of 8 toy jobs in one process against 8 separate processes.
     train = [python, "-m", "src.train"]
 
+    repeat = itertools.count()  # each repeat in folders of its own: a run never replaces another's
+
     def one_sweep() -> None:
-        run([*train, "-m", "seed=0,1,2,3,4,5,6,7", f"hydra.sweep.dir={workdir / 'sweep'}"], workdir)
+        sweep_dir = workdir / f"sweep{next(repeat)}"
+        run([*train, "-m", "seed=0,1,2,3,4,5,6,7", f"hydra.sweep.dir={sweep_dir}"], workdir)
 
     def separate_processes() -> None:
+        runs = workdir / f"runs{next(repeat)}"
         for seed in range(8):
-            run([*train, f"seed={seed}", f"hydra.run.dir={workdir / f'seed{seed}'}"], workdir)
+            run([*train, f"seed={seed}", f"hydra.run.dir={runs / f'seed{seed}'}"], workdir)
 
     sweep = median_seconds(one_sweep, max(1, repeats // 2))
     separate = median_seconds(separate_processes, max(1, repeats // 2))
@@ -397,15 +401,27 @@ def bench_table(workdir: Path) -> Row:
 
 
 def trained_seconds(run_dir: Path) -> float:
-    """The epochs' time a run reports on its last lines ("completed: 30 epochs in 2.5 s")."""
-    found = re.search(r"epochs in ([0-9.]+) s", (run_dir / "train.log").read_text())
-    assert found is not None, f"{run_dir}/train.log has no 'epochs in' line"
-    return float(found.group(1))
+    """The epochs' time, to the millisecond: from the run's first event (its recorder opens as the
+    epochs begin) to its last epoch's train/loss (the run's own line, "30 epochs in 2.5 s", rounds to
+    a tenth)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from src.events import EVENT_FILE, read_records
+
+    events = [
+        Event.FromString(record)
+        for path in run_dir.rglob("events.out.tfevents.*")
+        if EVENT_FILE.match(path.name)
+        for record in read_records(path)
+    ]
+    losses = [event.wall_time for event in events if any(v.tag == "train/loss" for v in event.summary.value)]
+    assert losses, f"{run_dir} has no train/loss event"
+    return max(losses) - min(event.wall_time for event in events)
 
 
 def bench_mlflow(workdir: Path, repeats: int) -> Row:
     """The pair recipe with logger=[tensorboard,mlflow] against logger=tensorboard, runs alternating:
-    the epochs' time each reports (the goal) and the whole command's."""
+    the epochs' time (the goal; both write TensorBoard events, which time them) and the whole command's."""
     family, flat, _, _ = pair_source(workdir)
     store = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     loggers = {"tensorboard": ["logger=tensorboard"],
@@ -479,6 +495,15 @@ def machine() -> str:
     )
 
 
+SECTIONS: dict[str, Callable[[Path, int], list[Row]]] = {  # --only: one section alone, printed
+    "toy": lambda workdir, repeats: toy_rows(repeats, workdir),
+    "classes": lambda workdir, repeats: bench_classes(workdir),
+    "optuna": lambda workdir, repeats: [optuna_pruning(workdir)],
+    "table": lambda workdir, repeats: [bench_table(workdir)],
+    "mlflow": lambda workdir, repeats: [bench_mlflow(workdir, repeats)],
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -487,31 +512,15 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="default: BENCHMARKS.md (full runs only)")
     parser.add_argument(
         "--only",
-        choices=["toy", "classes", "optuna", "table", "mlflow"],
+        choices=list(SECTIONS),
         help="run one section alone and print it",
     )
     args = parser.parse_args()
     from benchmarks.bench_sweeps import sweep_rows
 
-    if args.only == "toy":
+    if args.only is not None:
         with tempfile.TemporaryDirectory() as workdir:
-            print(f"Machine: {machine()}\n\n{table(toy_rows(args.repeats, Path(workdir)))}")
-        return
-    if args.only == "table":
-        with tempfile.TemporaryDirectory() as workdir:
-            print(f"Machine: {machine()}\n\n{table([bench_table(Path(workdir))])}")
-        return
-    if args.only == "mlflow":
-        with tempfile.TemporaryDirectory() as workdir:
-            print(f"Machine: {machine()}\n\n{table([bench_mlflow(Path(workdir), args.repeats)])}")
-        return
-    if args.only == "optuna":
-        with tempfile.TemporaryDirectory() as workdir:
-            print(f"Machine: {machine()}\n\n{table([optuna_pruning(Path(workdir))])}")
-        return
-    if args.only == "classes":
-        with tempfile.TemporaryDirectory() as workdir:
-            report = f"Machine: {machine()}\n\n{table(bench_classes(Path(workdir)))}\n"
+            report = f"Machine: {machine()}\n\n{table(SECTIONS[args.only](Path(workdir), args.repeats))}\n"
         print(report)
         if args.output is not None:
             args.output.write_text(report)
