@@ -101,6 +101,7 @@ def sweep_rows(repeats: int, workdir: Path, only_vectorized: bool = False) -> tu
             action()
             times[name].append(time.perf_counter() - started)
     one, vectorized, big = (statistics.median(times[name]) for name in ("one", "grid", "seeds"))
+    biggest = workdir / f"s{count[0]}"  # the last sweep timed so far: the 256-job one
     note = ""
     if not only_vectorized:
         basic = timed(*grid)
@@ -120,7 +121,7 @@ def sweep_rows(repeats: int, workdir: Path, only_vectorized: bool = False) -> tu
     rows.append(
         Row("256-job grid (x 8 seeds), vectorized vs one run", big, one, "s", "<= 5x", big <= 5 * one)
     )
-    rows.append(curves_row(workdir / f"s{count[0]}"))  # the last sweep timed: the 256-job one
+    rows.append(curves_row(biggest))
     if only_vectorized:
         return rows, scaling_table(flat, family, classes)
 
