@@ -94,7 +94,11 @@ def per_class_scalars(per_class: dict[str, float]) -> dict[str, float]:
 def predictions(model: nn.Module, head: Head, inputs: torch.Tensor) -> dict[str, float]:
     """Positive-class probability per input, keyed by the input (`{"4.0": 0.88}`): the toy set's inputs,
     which have two classes."""
-    probabilities, _ = predict(model, head, inputs)
+    return keyed_predictions(inputs, predict(model, head, inputs)[0])
+
+
+def keyed_predictions(inputs: torch.Tensor, probabilities: torch.Tensor) -> dict[str, float]:
+    """`predictions` of probabilities already made for `inputs`."""
     positive = probabilities[:, 1].tolist()
     keys = [str(row[0]) if len(row) == 1 else str(i) for i, row in enumerate(inputs.tolist())]
     return dict(zip(keys, positive, strict=True))

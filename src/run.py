@@ -48,9 +48,9 @@ from src.report import (
     accuracy_per_class,
     coefficients_report,
     confusion_counts,
+    keyed_predictions,
     parameters,
     per_class_scalars,
-    predictions,
     predictions_table,
     run_pictures,
     test_metrics,
@@ -264,7 +264,7 @@ class RunPolicy:
             per_class = extra[TEST_ACCURACY_PER_CLASS] = accuracy_per_class(counts, data.class_names)
             recorder.record_sinks_only(recorder.epochs, per_class_scalars(per_class))
         if tested is not None and tested.split.labels is None:
-            extra["predictions"] = predictions(model, head, tested.split.inputs)
+            extra["predictions"] = keyed_predictions(tested.split.inputs, tested.probabilities)
         coefficients, no_statistics = coefficients_report(self.cfg, model, head, data)
         if no_statistics is not None:
             log.info(f"{COEFFICIENTS_FILE} has weights but no standard errors: {no_statistics}")
